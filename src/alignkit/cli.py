@@ -1,0 +1,108 @@
+"""The `alignkit` command line: one Typer app; each command is a thin call into a recipe or module.
+
+No heavy import at module level, so `alignkit --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from alignkit.errors import AlignkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Align language models with preferences: pretrain, sft, and (coming) reward, dpo, ppo, grpo.")
+
+CONFIG = typer.Argument(..., help="YAML config (write a starter with `alignkit init RECIPE`)")
+OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. train.lr=3e-4 data.max_length=256")
+
+
+def _train(recipe: str, config: Path, overrides: Optional[list[str]]) -> None:
+    import alignkit
+
+    alignkit.run(recipe, config, *(overrides or []))
+
+
+@app.command()
+def pretrain(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """Causal language modelling on raw text (a `text` column), packed into blocks."""
+    _train("pretrain", config, overrides)
+
+
+@app.command()
+def sft(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """Supervised fine-tuning on demonstrations (prompt+completion or messages); loss on responses only."""
+    _train("sft", config, overrides)
+
+
+@app.command()
+def init(
+    recipe: str = typer.Argument(..., help="pretrain or sft"),
+    directory: Path = typer.Argument(Path("."), help="where to write RECIPE.yaml"),
+    force: bool = typer.Option(False, help="overwrite an existing file"),
+) -> None:
+    """Write a commented starter config for RECIPE."""
+    from alignkit.starters import write_starter
+
+    print(f"wrote {write_starter(recipe, directory, force)}")
+
+
+@app.command()
+def validate(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """Check a config and its data without training: counts, lengths, truncation, empty and identical rows."""
+    from alignkit.doctor_cli import validate_config_and_data
+
+    problems = validate_config_and_data(config, overrides or [])
+    raise typer.Exit(code=1 if problems else 0)
+
+
+@app.command("tiny-model")
+def tiny_model(
+    texts: Path = typer.Argument(..., help="JSONL with a `text` column (or .txt, one text per line)"),
+    out: Path = typer.Argument(..., help="output model folder"),
+    size: str = typer.Option("1m", help="preset: 100k, 1m, 5m, 40m"),
+    vocab_size: int = typer.Option(1024, help="BPE vocabulary size"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build a small Llama-style model (random init) and train a byte-level BPE tokenizer for it."""
+    from alignkit.models.tiny import count_parameters, make_tiny_model
+
+    path = make_tiny_model(texts, out, size=size, vocab_size=vocab_size, seed=seed)
+    from transformers import AutoModelForCausalLM
+
+    print(f"wrote {path} ({count_parameters(AutoModelForCausalLM.from_pretrained(path)):,} parameters)")
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Argument(..., help="folder for the demo world's data files"),
+    seed: int = typer.Option(0),
+    scale: float = typer.Option(1.0, help="multiplies every row count"),
+) -> None:
+    """Write the bundled synthetic assistant task: corpus, demonstrations, preferences, prompts, ..."""
+    from alignkit.demo.build import write_demo_data
+
+    for name, path in write_demo_data(out, seed=seed, scale=scale).items():
+        print(f"{name:>14}  {path}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's data, models and runs"),
+    quick: bool = typer.Option(False, help="a smaller, faster version"),
+) -> None:
+    """Run the pipeline on the bundled task, offline: data -> tiny model -> pretrain -> SFT -> evaluation."""
+    from alignkit.demo.pipeline import run_demo
+
+    run_demo(out, quick=quick)
+
+
+def main() -> None:
+    try:
+        app()
+    except AlignkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

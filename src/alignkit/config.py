@@ -1,0 +1,208 @@
+"""Run configuration: one pydantic model per recipe, loaded from YAML plus dotted command-line overrides.
+
+Every key is real: an unknown or misspelled key is an error that names it and suggests the closest valid
+key. Defaults suit the machine (float32 on a CPU without fast bf16). Imports only pydantic and PyYAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alignkit.errors import AlignkitError
+
+
+class Section(BaseModel):
+    """A config block: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class LoraSettings(Section):
+    """Low-rank adapters through peft (Hu et al. 2021). Only the adapter weights train."""
+
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: int = Field(16, ge=1, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelSettings(Section):
+    path: str = Field(description="a local model folder (e.g. from `alignkit tiny-model`) or a hub id")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on GPUs that support it, float32 elsewhere (CPU bf16 is slow)"
+    )
+    trust_remote_code: bool = Field(False, description="run model code shipped with a hub model; off for safety")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    lora: LoraSettings | None = None
+
+
+class DataSettings(Section):
+    train: str = Field(description="JSONL, Parquet, CSV, a saved `datasets` folder, or a hub id")
+    eval: str | None = Field(None, description="held-out rows; if absent, eval_fraction of train is held out")
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
+    truncation: Literal["error", "left", "drop"] = Field(
+        "error", description="rows over max_length: error out, cut the prompt from the left, or drop them"
+    )
+
+
+class TextDataSettings(Section):
+    train: str = Field(description="rows with a `text` column")
+    eval: str | None = None
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    max_length: int = Field(512, ge=8, description="block size: texts are joined with EOS and cut into blocks")
+
+
+class TrainSettings(Section):
+    lr: float = Field(1e-4, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="the schedule decays to lr * min_lr_ratio")
+    weight_decay: float = Field(0.0, ge=0.0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    batch_size: int = Field(8, ge=1, description="rows per micro-batch on each process")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    epochs: float = Field(1.0, gt=0, description="passes over the data; ignored when max_steps is set")
+    max_steps: int | None = Field(None, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm; null: no clipping")
+    max_bad_steps: int = Field(3, ge=1, description="stop after this many non-finite losses in a row")
+    log_every: int = Field(1, ge=1)
+    eval_every: int = Field(0, ge=0, description="steps between evaluations; 0: only at the end")
+    save_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
+    keep_last: int = Field(2, ge=1, description="checkpoints to keep")
+    resume: bool = Field(False, description="continue from the newest checkpoint in the run folder")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+
+
+class RunConfig(Section):
+    recipe: str | None = Field(None, description="the command this file is for; `alignkit validate` reads it")
+    name: str = Field(description="run folder name under output_dir")
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelSettings
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+
+class PretrainConfig(RunConfig):
+    data: TextDataSettings
+
+
+class SFTConfig(RunConfig):
+    data: DataSettings
+
+    @model_validator(mode="after")
+    def _eval_source(self) -> SFTConfig:
+        if self.data.eval is not None and self.data.eval_fraction > 0:
+            raise ValueError("set data.eval or data.eval_fraction, not both")
+        return self
+
+
+CONFIGS: dict[str, type[RunConfig]] = {"pretrain": PretrainConfig, "sft": SFTConfig}
+
+
+def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (), **kwargs: Any) -> RunConfig:
+    """Read YAML (if given), apply `a.b=value` overrides and keyword overrides, and validate."""
+    if recipe not in CONFIGS:
+        raise AlignkitError(f"unknown recipe {recipe!r}; choose one of: {', '.join(CONFIGS)}")
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AlignkitError(f"override {item!r} is not of the form key.sub=value")
+        _set_dotted(raw, key, yaml.safe_load(value) if value else None)
+    for key, value in kwargs.items():
+        _set_dotted(raw, key.replace("__", "."), value)
+    written_for = raw.get("recipe")
+    if written_for is not None and written_for != recipe:
+        raise AlignkitError(f"{path} is a config for `alignkit {written_for}`, not `alignkit {recipe}`")
+    raw["recipe"] = recipe
+    return validate_config(CONFIGS[recipe], raw, source=str(path) if path else "overrides")
+
+
+def recipe_of(path: str | Path) -> str:
+    """The recipe a config file names in its `recipe:` key."""
+    recipe = _read_yaml(Path(path)).get("recipe")
+    if recipe not in CONFIGS:
+        raise AlignkitError(f"{path}: set `recipe:` to one of {', '.join(CONFIGS)} (got {recipe!r})")
+    return recipe
+
+
+def validate_config(cls: type[RunConfig], raw: dict, source: str) -> RunConfig:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise AlignkitError(_explain(cls, err, source)) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise AlignkitError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AlignkitError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise AlignkitError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise AlignkitError(f"override {dotted}: {part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def _explain(cls: type[BaseModel], err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config for {cls.__name__}"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(cls, e["loc"][:-1])
+            close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(valid)}"
+            lines.append(f"  {where}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required, but not set")
+        else:
+            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys of the section at `loc`, following nested pydantic models."""
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _section_type(field.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _section_type(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Pure torch operations shared by losses and recipes. No transformers, no configs."""

@@ -1,0 +1,1 @@
+"""The training mechanics every recipe shares: run folder, batches, schedule, checkpoints, the loop."""

@@ -1,0 +1,35 @@
+"""`alignkit validate CONFIG`: check a config and its data without training, and print what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alignkit.config import load_config, recipe_of
+
+DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"]}
+
+
+def validate_config_and_data(config: Path, overrides: list[str]) -> int:
+    """Print the data report for every data file the config names; return the number of problems."""
+    from alignkit.data.doctor import data_report, format_report
+    from alignkit.data.io import read_rows
+    from alignkit.data.schema import validate_rows
+    from alignkit.models.load import load_tokenizer
+
+    recipe = recipe_of(config)
+    cfg = load_config(recipe, config, overrides)
+    print(f"config {config}: valid for `alignkit {recipe}`")
+    tokenizer = load_tokenizer(cfg.model)
+    truncation = getattr(cfg.data, "truncation", "drop")
+    problems = 0
+    for split in ("train", "eval"):
+        source = getattr(cfg.data, split)
+        if source is None:
+            continue
+        rows = read_rows(source)
+        kind = validate_rows(rows, DATA_KINDS[recipe])
+        report = data_report(rows, kind, tokenizer, cfg.data.max_length, truncation)
+        print(f"\n[{split}] {source}")
+        print(format_report(report))
+        problems += report.get("problems", 0)
+    return problems

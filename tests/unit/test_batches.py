@@ -1,0 +1,41 @@
+from alignkit.train.batches import BatchPlan
+
+
+def test_every_example_once_per_epoch_single_process():
+    plan = BatchPlan(num_examples=10, batch_size=3, grad_accum=1, seed=1)
+    assert plan.steps_per_epoch == 4  # ceil(10 / 3): the last batch is short, never dropped
+    seen = [i for step in range(4) for mb in plan.micro_batches(step) for i in mb]
+    assert sorted(seen) == list(range(10))
+    assert [len(mb) for mb in plan.micro_batches(3)] == [1]
+
+
+def test_epochs_are_reshuffled_and_deterministic():
+    plan = BatchPlan(num_examples=50, batch_size=5, grad_accum=2, seed=3)
+    assert plan.epoch_order(0) != plan.epoch_order(1)
+    assert plan.epoch_order(1) == BatchPlan(50, 5, 2, seed=3).epoch_order(1)
+    assert plan.micro_batches(plan.steps_per_epoch) == [plan.epoch_order(1)[:5], plan.epoch_order(1)[5:10]]
+
+
+def test_global_step_content_independent_of_process_count():
+    one = BatchPlan(num_examples=37, batch_size=4, grad_accum=2, world_size=1, seed=0)
+    two = [BatchPlan(num_examples=37, batch_size=4, grad_accum=1, world_size=2, rank=r, seed=0) for r in (0, 1)]
+    assert one.global_batch == two[0].global_batch == 8
+    for step in range(one.steps_per_epoch - 1):  # the last step differs only by the padding row below
+        single = sorted(i for mb in one.micro_batches(step) for i in mb)
+        split = sorted(i for p in two for mb in p.micro_batches(step) for i in mb)
+        assert single == split
+
+
+def test_padding_for_equal_shares_is_counted():
+    plans = [BatchPlan(num_examples=7, batch_size=2, grad_accum=1, world_size=2, rank=r) for r in (0, 1)]
+    assert plans[0].repeated_per_epoch == 1
+    for step in range(plans[0].steps_per_epoch):
+        assert len(plans[0].micro_batches(step)) == len(plans[1].micro_batches(step))
+    seen = [i for p in plans for s in range(p.steps_per_epoch) for mb in p.micro_batches(s) for i in mb]
+    assert len(seen) == 8 and set(seen) == set(range(7))
+
+
+def test_total_steps():
+    plan = BatchPlan(num_examples=100, batch_size=10, grad_accum=1)
+    assert plan.total_steps(epochs=2.5, max_steps=None) == 25
+    assert plan.total_steps(epochs=2.5, max_steps=7) == 7
