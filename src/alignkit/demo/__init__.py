@@ -1,0 +1,1 @@
+"""A seeded toy assistant world: prompts, graded replies, a gold judge and simulated annotators."""
