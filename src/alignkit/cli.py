@@ -53,7 +53,7 @@ def init(
 @app.command()
 def validate(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
     """Check a config and its data without training: counts, lengths, truncation, empty and identical rows."""
-    from alignkit.doctor_cli import validate_config_and_data
+    from alignkit.validate import validate_config_and_data
 
     problems = validate_config_and_data(config, overrides or [])
     raise typer.Exit(code=1 if problems else 0)

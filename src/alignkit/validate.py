@@ -13,7 +13,7 @@ def validate_config_and_data(config: Path, overrides: list[str]) -> int:
     """Print the data report for every data file the config names; return the number of problems."""
     from alignkit.data.doctor import data_report, format_report
     from alignkit.data.io import read_rows
-    from alignkit.data.schema import validate_rows
+    from alignkit.data.schema import detect_kind, validate_rows
     from alignkit.models.load import load_tokenizer
 
     recipe = recipe_of(config)
@@ -27,7 +27,9 @@ def validate_config_and_data(config: Path, overrides: list[str]) -> int:
         if source is None:
             continue
         rows = read_rows(source)
-        kind = validate_rows(rows, DATA_KINDS[recipe])
+        kind = detect_kind(rows.columns, rows.source)
+        if kind not in DATA_KINDS[recipe]:
+            validate_rows(rows, DATA_KINDS[recipe])  # raises: names the kind the recipe needs
         report = data_report(rows, kind, tokenizer, cfg.data.max_length, truncation)
         print(f"\n[{split}] {source}")
         print(format_report(report))
