@@ -5,6 +5,7 @@ No heavy import at module level, so `alignkit --help` answers at once.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -101,6 +102,8 @@ def demo(
 
 
 def main() -> None:
+    # transformers 5 draws a progress bar for every model load and save; our own bar is the one to watch.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except AlignkitError as err:
