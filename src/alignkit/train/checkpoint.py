@@ -35,8 +35,9 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step}"
+    for stale in root.glob(".tmp-step-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(trainable_state(model), tmp / WEIGHTS)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
@@ -46,12 +47,19 @@ def save_checkpoint(
         _fsync(f)
     _fsync(tmp)
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(tmp, final)
     _fsync(root)
     for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
+
+
+def _discard(path: Path) -> None:
+    """Rename out of sight first (atomic), then delete: a kill mid-delete never leaves a half checkpoint visible."""
+    trash = path.parent / f".tmp-step-trash-{path.name}-{os.getpid()}"
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
