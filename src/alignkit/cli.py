@@ -19,24 +19,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 CONFIG = typer.Argument(..., help="YAML config (write a starter with `alignkit init RECIPE`)")
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. train.lr=3e-4 data.max_length=256")
+PROCS = typer.Option(1, "--procs", min=1, help="data-parallel processes on this machine (runs torchrun for you)")
 
 
-def _train(recipe: str, config: Path, overrides: Optional[list[str]]) -> None:
+def _train(recipe: str, config: Path, overrides: Optional[list[str]], procs: int) -> None:
+    if procs > 1 and "WORLD_SIZE" not in os.environ:
+        # Same as `torchrun --nproc_per_node N -m alignkit ...`: replace this process with torchrun.
+        args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                "-m", "alignkit", recipe, str(config), *(overrides or [])]
+        os.execv(sys.executable, args)
     import alignkit
 
     alignkit.run(recipe, config, *(overrides or []))
 
 
 @app.command()
-def pretrain(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def pretrain(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
     """Causal language modelling on raw text (a `text` column), packed into blocks."""
-    _train("pretrain", config, overrides)
+    _train("pretrain", config, overrides, procs)
 
 
 @app.command()
-def sft(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+def sft(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
     """Supervised fine-tuning on demonstrations (prompt+completion or messages); loss on responses only."""
-    _train("sft", config, overrides)
+    _train("sft", config, overrides, procs)
 
 
 @app.command()

@@ -30,8 +30,10 @@ def test_two_process_sft_matches_one_process(tmp_path, tiny_model, world_dir):
     run([sys.executable, "-m", "alignkit", "sft", str(config), *common, "name=one", "train.grad_accum=2"])
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
          "-m", "alignkit", "sft", str(config), *common, "name=two", "train.grad_accum=1"])
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert len(one) == len(two) == 8
+    # the CLI's --procs shorthand starts torchrun itself
+    run([sys.executable, "-m", "alignkit", "sft", str(config), *common, "name=three", "--procs", "2"])
+    one, two, three = (losses(tmp_path / name) for name in ("one", "two", "three"))
+    assert len(one) == len(two) == 8 and two == three
     for a, b in zip(one, two):
         assert abs(a - b) < 1e-4 * max(1.0, abs(a)), (one, two)
     meta = (tmp_path / "two" / "config.yaml").read_text()

@@ -88,3 +88,30 @@ def test_tiny_model_cli_and_init(tmp_path, world_dir):
     assert (tmp_path / "sft.yaml").read_text().startswith("# alignkit sft")
     with pytest.raises(AssertionError):
         cli("init", "sft", str(tmp_path))
+
+
+def test_lora_sft_trains_adapters_only_and_saves_a_merged_model(tmp_path, tiny_model, world_dir):
+    from transformers import AutoModelForCausalLM
+
+    settings = sft_settings(tmp_path, tiny_model, world_dir, **{
+        "train.max_steps": 6, "train.save_every": 3, "model.lora": "{r: 4, alpha: 8}", "train.lr": 1e-2})
+    result = alignkit.run("sft", None, *settings)
+    trained = load_file(result.path / "checkpoints" / "step-6" / "trainable.safetensors")
+    assert trained and all("lora_" in name for name in trained)  # only adapters are trained and checkpointed
+    merged = AutoModelForCausalLM.from_pretrained(result.path / "final")  # plain transformers, no peft
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    changed = [n for n, p in merged.state_dict().items() if not torch.equal(p, base.state_dict()[n])]
+    assert changed and all("proj" in n for n in changed)  # LoRA updates merged into the linear layers
+    losses = [m["loss"] for m in metrics(result.path) if "loss" in m]
+    assert losses[-1] < losses[0]
+
+
+def test_unavailable_tracker_is_a_config_time_error(tmp_path, tiny_model, world_dir):
+    import importlib.util
+
+    from alignkit.errors import AlignkitError
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(AlignkitError, match="wandb, which is not installed"):
+        alignkit.run("sft", None, *sft_settings(tmp_path, tiny_model, world_dir, **{"train.trackers": "[wandb]"}))
