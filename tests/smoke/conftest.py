@@ -1,8 +1,6 @@
 """Shared fixtures for end-to-end runs: a small demo world and a ~100k-parameter model, built once."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,13 +23,3 @@ def tiny_model(world_dir, tmp_path_factory) -> Path:
 
     return make_tiny_model(world_dir / "pretrain.jsonl", tmp_path_factory.mktemp("m") / "tiny", size="100k",
                            vocab_size=512, seed=0)
-
-
-def cli(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = True):
-    """Run `python -m alignkit ...` as a user would, returning the completed process."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    out = subprocess.run([sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, cwd=cwd,
-                         env=full_env, timeout=600)
-    if check and out.returncode != 0:
-        raise AssertionError(f"alignkit {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    return out

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import cli
+from cli_runner import cli
 
 
 def sft_config(tmp_path, model, train, extra: str = "") -> str:

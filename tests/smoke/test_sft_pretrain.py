@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import alignkit
-from conftest import cli
+from cli_runner import cli
 
 
 def metrics(run_dir):
