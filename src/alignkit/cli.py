@@ -66,6 +66,18 @@ def validate(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) 
     raise typer.Exit(code=1 if problems else 0)
 
 
+@app.command()
+def convert(
+    format: str = typer.Argument(..., help="hh-rlhf, ultrafeedback, oasst, dolly or ultrachat"),
+    source: Path = typer.Argument(..., help="the dataset in its original format (JSONL, Parquet, CSV, folder)"),
+    out: Path = typer.Argument(..., help="output JSONL in alignkit's (TRL-compatible) rows"),
+) -> None:
+    """Convert a public dataset's rows to ours; every row left out is counted with its reason."""
+    from alignkit.data.convert import convert_file
+
+    print(convert_file(format, source, out).summary())
+
+
 @app.command("tiny-model")
 def tiny_model(
     texts: Path = typer.Argument(..., help="JSONL with a `text` column (or .txt, one text per line)"),

@@ -50,6 +50,12 @@ class DataSettings(Section):
         "error", description="rows over max_length: error out, cut the prompt from the left, or drop them"
     )
 
+    @model_validator(mode="after")
+    def _one_eval_source(self) -> DataSettings:
+        if self.eval is not None and self.eval_fraction > 0:
+            raise ValueError("set data.eval or data.eval_fraction, not both")
+        return self
+
 
 class TextDataSettings(Section):
     train: str = Field(description="rows with a `text` column")
@@ -97,14 +103,21 @@ class PretrainConfig(RunConfig):
 class SFTConfig(RunConfig):
     data: DataSettings
 
-    @model_validator(mode="after")
-    def _eval_source(self) -> SFTConfig:
-        if self.data.eval is not None and self.data.eval_fraction > 0:
-            raise ValueError("set data.eval or data.eval_fraction, not both")
-        return self
+
+class RewardSettings(Section):
+    margin_column: str | None = Field(
+        None, description="a numeric column subtracted inside the Bradley-Terry loss (Llama 2's margin)")
+    center_coef: float = Field(
+        0.0, ge=0.0, description="weight of (r_chosen + r_rejected)^2, keeping rewards centred at 0")
+    stats_rows: int = Field(1000, ge=1, description="pairs scored after training for the saved mean and std")
 
 
-CONFIGS: dict[str, type[RunConfig]] = {"pretrain": PretrainConfig, "sft": SFTConfig}
+class RewardConfig(RunConfig):
+    data: DataSettings
+    reward: RewardSettings = Field(default_factory=RewardSettings)
+
+
+CONFIGS: dict[str, type[RunConfig]] = {"pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig}
 
 
 def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (), **kwargs: Any) -> RunConfig:

@@ -59,3 +59,15 @@ def test_validate_reports_the_data(tmp_path, tiny_model, world_dir):
     config = sft_config(tmp_path, tiny_model, world_dir / "sft.jsonl")
     out = cli("validate", config)
     assert "valid for `alignkit sft`" in out.stdout and "rows" in out.stdout
+
+
+def test_convert_through_the_cli(tmp_path):
+    from pathlib import Path
+
+    fixture = Path(__file__).parents[1] / "unit" / "fixtures" / "convert" / "hh_rlhf.jsonl"
+    out = cli("convert", "hh-rlhf", str(fixture), str(tmp_path / "hh.jsonl"))
+    rows = [json.loads(x) for x in (tmp_path / "hh.jsonl").read_text().splitlines()]
+    assert rows and all({"prompt", "chosen", "rejected"} <= set(r) for r in rows)
+    assert f"{len(rows)} preference rows" in out.stdout
+    bad = cli("convert", "no-such-format", str(fixture), str(tmp_path / "x.jsonl"), check=False)
+    assert bad.returncode == 2 and "hh-rlhf" in bad.stderr

@@ -270,6 +270,7 @@ def test_preference_examples():
         "chosen_ids": encode(tokenizer, " yes.<|eos|>"),
         "rejected_ids": encode(tokenizer, " no.<|eos|>"),
         "location": "p.jsonl:1",
+        "group": "p.jsonl:1",
     }
     assert spaced["rejected_ids"][-1] == EOS_ID and spaced["rejected_ids"] != spaced["chosen_ids"]
     assert (report.kind, report.rows, report.kept, report.identical_pairs) == ("preference", 2, 2, [])

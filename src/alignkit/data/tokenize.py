@@ -124,24 +124,30 @@ def tokenize_sft(
 
 
 def tokenize_preference(
-    rows: Rows, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str
+    rows: Rows, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str,
+    margin_column: str | None = None,
 ) -> tuple[list[dict], TokenizeReport]:
-    """Examples {"prompt_ids", "chosen_ids", "rejected_ids", "location"} from preference or ranked rows.
+    """Examples {"prompt_ids", "chosen_ids", "rejected_ids", "location", "group"} from preference or ranked rows.
 
-    Ranked rows expand to all their pairs first ("ranked.jsonl:3 pair 2"). Pairs whose chosen equals rejected
-    (as written, or once rendered and tokenized) teach nothing and are excluded and reported. Only the prompt
-    is ever cut, so the length that must fit is the prompt plus the longer response.
+    Ranked rows expand to all their pairs first ("ranked.jsonl:3 pair 2"); `group` is the source row, so a
+    recipe can keep a prompt's pairs together. Pairs whose chosen equals rejected (as written, or once
+    rendered and tokenized) teach nothing and are excluded and reported. Only the prompt is ever cut, so the
+    length that must fit is the prompt plus the longer response. With `margin_column`, each example also
+    carries that column's number as "margin" (a missing or non-numeric value is an error naming the row).
     """
     _check_policy(truncation, max_length)
     kind = validate_rows(rows, ["preference", "ranked"])
     report = TokenizeReport(kind, rows=len(rows), kept=0, max_length=max_length, truncation=truncation)
     encoded = []
-    for location, row in _preference_pairs(rows, kind):
+    for location, group, row in _preference_pairs(rows, kind):
         prompt, chosen, rejected = preference_conversation(row)
         if chosen == rejected:
             report.identical_pairs.append(location)
             continue
         pair = _encode_pair(location, tokenizer, prompt, chosen, rejected)
+        pair["group"] = group
+        if margin_column is not None:
+            pair["margin"] = _number(row, margin_column, location)
         report.boundary_merges += pair["merged"]
         if pair["chosen_ids"] == pair["rejected_ids"]:
             report.identical_pairs.append(location)
@@ -161,6 +167,8 @@ def tokenize_preference(
                 "chosen_ids": pair["chosen_ids"],
                 "rejected_ids": pair["rejected_ids"],
                 "location": location,
+                "group": pair["group"],
+                **({"margin": pair["margin"]} if "margin" in pair else {}),
             }
         )
     report.kept = len(examples)
@@ -336,14 +344,23 @@ def _encode_pair(
     }
 
 
-def _preference_pairs(rows: Rows, kind: str) -> list[tuple[str, dict]]:
+def _preference_pairs(rows: Rows, kind: str) -> list[tuple[str, str, dict]]:
+    """(location, group, pair): the pairs of one ranked row share a group (its row's location)."""
     if kind == "preference":
-        return list(zip(rows.locations, rows.rows))
+        return [(location, location, row) for location, row in zip(rows.locations, rows.rows)]
     return [
-        (f"{location} pair {number}", pair)
+        (f"{location} pair {number}", location, pair)
         for location, row in zip(rows.locations, rows.rows)
         for number, pair in enumerate(ranked_to_pairs(row), start=1)
     ]
+
+
+def _number(row: dict, column: str, location: str) -> float:
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AlignkitError(f"{location}: margin column {column!r} is {value!r}, not a number: "
+                            f"fill it in every row or unset the margin column")
+    return float(value)
 
 
 def _pair_length(pair: dict) -> int:

@@ -174,16 +174,20 @@ def _evaluator(run: Run, model, examples, collate, loss_fn, weight_key) -> Calla
         d, size = run.dist, run.cfg.train.batch_size
         mine = list(examples)[d.rank :: d.world_size]
         model.eval()
-        loss_sum, units = 0.0, 0.0
+        sums: dict[str, float] = {"loss": 0.0}
+        units = 0.0
         with torch.no_grad():
             for start in range(0, len(mine), size):
                 batch = collate(mine[start : start + size])
-                part, _ = loss_fn(model, batch)
-                loss_sum += float(part)
+                part, metric_sums = loss_fn(model, batch)
+                sums["loss"] += float(part)
+                for key, value in metric_sums.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
                 units += float(batch[weight_key])
         model.train()
-        total = all_reduce_sum(torch.tensor([loss_sum, units], device=d.device))
-        return {"eval/loss": total[0].item() / max(total[1].item(), 1.0)}
+        keys = sorted(sums)
+        total = all_reduce_sum(torch.tensor([units, *[sums[k] for k in keys]], device=d.device))
+        return {f"eval/{k}": total[1 + i].item() / max(total[0].item(), 1.0) for i, k in enumerate(keys)}
 
     return evaluate
 
