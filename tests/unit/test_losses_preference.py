@@ -1,14 +1,23 @@
 """The DPO family against numbers worked out by hand and a slow reference in plain Python floats."""
 
 import math
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from alignkit.losses.preference import LOSSES, REFERENCE_FREE, log_odds, orpo_nll, preference_loss, preference_metrics
+from alignkit.losses.preference import (
+    LOSSES,
+    REFERENCE_FREE,
+    log_odds,
+    orpo_nll,
+    preference_loss,
+    preference_metrics,
+)
 
 
 def t(*values):
@@ -23,8 +32,9 @@ def test_registry_names_every_variant():
 def test_dpo_by_hand():
     # log-ratios: chosen -10 - (-12) = 2, rejected -15 - (-15) = 0 -> h = 2
     # beta = 0.1 -> -log(sigmoid(0.2)) = log(1 + e^-0.2) = 0.598139
-    losses, chosen_rewards, rejected_rewards = preference_loss("sigmoid", t(-10.0), t(-15.0), t(-12.0), t(-15.0),
-                                                               beta=0.1)
+    losses, chosen_rewards, rejected_rewards = preference_loss(
+        "sigmoid", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1
+    )
     assert losses.item() == pytest.approx(0.598139, abs=1e-6)
     # implicit rewards beta * log(pi / pi_ref): 0.1 * 2 = 0.2 and 0.1 * 0 = 0
     assert chosen_rewards.item() == pytest.approx(0.2)
@@ -45,14 +55,17 @@ def test_dpo_matches_slow_reference_on_a_random_batch():
     columns = [[rng.uniform(-60.0, -5.0) for _ in range(16)] for _ in range(4)]
     beta = 0.3
     expected = slow_dpo(*columns, beta)
-    losses, _, _ = preference_loss("sigmoid", *(torch.tensor(c, dtype=torch.float64) for c in columns), beta=beta)
+    losses, _, _ = preference_loss(
+        "sigmoid", *(torch.tensor(c, dtype=torch.float64) for c in columns), beta=beta
+    )
     assert losses.tolist() == pytest.approx(expected, rel=1e-9)
 
 
 def test_dpo_gradient_raises_chosen_and_lowers_rejected():
     chosen, rejected = t(-10.0, -20.0).requires_grad_(), t(-11.0, -9.0).requires_grad_()
-    losses, chosen_rewards, rejected_rewards = preference_loss("sigmoid", chosen, rejected, t(-10.5, -19.0),
-                                                               t(-10.0, -9.5), beta=0.1)
+    losses, chosen_rewards, rejected_rewards = preference_loss(
+        "sigmoid", chosen, rejected, t(-10.5, -19.0), t(-10.0, -9.5), beta=0.1
+    )
     losses.sum().backward()
     assert (chosen.grad < 0).all() and (rejected.grad > 0).all()
     # d/dc -log sigmoid(beta h) = -beta * sigmoid(-beta h); pair 0: h = 0.5 - (-1) = 1.5
@@ -63,8 +76,9 @@ def test_dpo_gradient_raises_chosen_and_lowers_rejected():
 def test_conservative_label_smoothing_by_hand():
     # h = 2, beta = 0.1, eps = 0.1: -0.9 log sigmoid(0.2) - 0.1 log sigmoid(-0.2)
     # = 0.9 * 0.598139 + 0.1 * 0.798139 = 0.618139  (log sigmoid(x) - log sigmoid(-x) = x)
-    losses, _, _ = preference_loss("conservative", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1,
-                                   label_smoothing=0.1)
+    losses, _, _ = preference_loss(
+        "conservative", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1, label_smoothing=0.1
+    )
     assert losses.item() == pytest.approx(0.618139, abs=1e-6)
     unsmoothed, _, _ = preference_loss("conservative", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1)
     assert unsmoothed.item() == pytest.approx(0.598139, abs=1e-6)
@@ -73,7 +87,9 @@ def test_conservative_label_smoothing_by_hand():
 def test_robust_divides_by_one_minus_two_eps():
     # h = 2, beta = 0.1, eps = 0.1: (0.9 * 0.598139 - 0.1 * 0.798139) / (1 - 0.2) = 0.458511 / 0.8 = 0.573139
     # (without the 1/(1-2 eps) factor it would be 0.458511; with a + instead of - it would be 0.772639)
-    losses, _, _ = preference_loss("robust", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1, label_smoothing=0.1)
+    losses, _, _ = preference_loss(
+        "robust", t(-10.0), t(-15.0), t(-12.0), t(-15.0), beta=0.1, label_smoothing=0.1
+    )
     assert losses.item() == pytest.approx(0.573139, abs=1e-6)
 
 
@@ -81,7 +97,9 @@ def test_hinge_on_both_sides_of_the_kink():
     # pair 0: h = 2, beta = 0.1 -> max(0, 1 - 0.2) = 0.8, slope -beta in h
     # pair 1: h = 15 -> 1 - 1.5 < 0 -> 0, no gradient
     chosen = t(-10.0, -10.0).requires_grad_()
-    losses, _, _ = preference_loss("hinge", chosen, t(-15.0, -15.0), t(-12.0, -25.0), t(-15.0, -15.0), beta=0.1)
+    losses, _, _ = preference_loss(
+        "hinge", chosen, t(-15.0, -15.0), t(-12.0, -25.0), t(-15.0, -15.0), beta=0.1
+    )
     assert losses.tolist() == pytest.approx([0.8, 0.0])
     losses.sum().backward()
     assert chosen.grad.tolist() == pytest.approx([-0.1, 0.0])
@@ -90,8 +108,9 @@ def test_hinge_on_both_sides_of_the_kink():
 def test_ipo_by_hand_on_mean_logps():
     # averaged log-probs: chosen -1.0 vs ref -1.5 (+0.5), rejected -2.0 vs ref -1.8 (-0.2) -> h = 0.7
     # beta = 0.5 -> target 1/(2 * 0.5) = 1 -> (0.7 - 1)^2 = 0.09; pair 1 sits on the target: h = 1 -> 0
-    losses, chosen_rewards, _ = preference_loss("ipo", t(-1.0, -1.0), t(-2.0, -2.0), t(-1.5, -2.0), t(-1.8, -2.0),
-                                                beta=0.5)
+    losses, chosen_rewards, _ = preference_loss(
+        "ipo", t(-1.0, -1.0), t(-2.0, -2.0), t(-1.5, -2.0), t(-1.8, -2.0), beta=0.5
+    )
     assert losses.tolist() == pytest.approx([0.09, 0.0])
     assert chosen_rewards.tolist() == pytest.approx([0.25, 0.5])  # 0.5 * 0.5 and 0.5 * 1.0
 
@@ -125,18 +144,22 @@ def test_orpo_log_odds_and_loss_by_hand():
 
 def test_log_odds_stays_accurate_and_differentiable_near_probability_one():
     # mean log-prob -1e-7: log(1 - e^-1e-7) = log(1e-7 - 5e-15) = -16.118096, so log odds = 16.118096;
-    # in float32, log1p(-exp(x)) alone gives -15.94 (exp(-1e-7) rounds to 1 - 1.19e-7)
-    x = torch.tensor([-1e-7, -3.0], dtype=torch.float32, requires_grad=True)
+    # in float32, log1p(-exp(x)) alone gives -15.94 (exp(-1e-7) rounds to 1 - 1.19e-7), and at -1e-8 it gives
+    # -inf (exp rounds to 1) and a NaN gradient; the exact value there is log(1e-8) = -18.420681
+    x = torch.tensor([-1e-7, -1e-8, -3.0], dtype=torch.float32, requires_grad=True)
     out = log_odds(x)
     assert out[0].item() == pytest.approx(16.118096, rel=1e-5)
-    assert out[1].item() == pytest.approx(-3.0 - math.log(1 - math.exp(-3.0)), rel=1e-6)
+    assert out[1].item() == pytest.approx(18.420681, rel=1e-5)
+    assert out[2].item() == pytest.approx(-3.0 - math.log(1 - math.exp(-3.0)), rel=1e-6)
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
 
 
 def test_metrics_are_sums_by_hand():
     chosen_rewards, rejected_rewards = t(0.5, -0.2, 0.1), t(0.1, 0.3, 0.1)
-    metrics = preference_metrics(chosen_rewards, rejected_rewards, t(-10.0, -20.0, -30.0), t(-12.0, -18.0, -30.0))
+    metrics = preference_metrics(
+        chosen_rewards, rejected_rewards, t(-10.0, -20.0, -30.0), t(-12.0, -18.0, -30.0)
+    )
     assert metrics["rewards/chosen"] == pytest.approx(0.4)  # 0.5 - 0.2 + 0.1
     assert metrics["rewards/rejected"] == pytest.approx(0.5)  # 0.1 + 0.3 + 0.1
     assert metrics["rewards/margins"] == pytest.approx(-0.1)  # 0.4 - 0.5
@@ -148,8 +171,9 @@ def test_metrics_are_sums_by_hand():
 
 def test_metrics_from_a_real_loss_call():
     # rewards 0.1 * (2, -1) and 0.1 * (0, 1): margins 0.2 and -0.2, one correct pair
-    _, chosen_rewards, rejected_rewards = preference_loss("sigmoid", t(-10.0, -5.0), t(-15.0, -6.0),
-                                                          t(-12.0, -4.0), t(-15.0, -7.0), beta=0.1)
+    _, chosen_rewards, rejected_rewards = preference_loss(
+        "sigmoid", t(-10.0, -5.0), t(-15.0, -6.0), t(-12.0, -4.0), t(-15.0, -7.0), beta=0.1
+    )
     metrics = preference_metrics(chosen_rewards, rejected_rewards, t(-10.0, -5.0), t(-15.0, -6.0))
     assert metrics["rewards/chosen"] == pytest.approx(0.1)
     assert metrics["rewards/rejected"] == pytest.approx(0.1)
@@ -185,7 +209,9 @@ def test_clear_errors(kind, kwargs, message):
 
 def test_mismatched_shapes_are_an_error_not_a_broadcast():
     with pytest.raises(ValueError, match=r"must all be \[B\]"):
-        preference_loss("sigmoid", t(-1.0, -1.0), t(-2.0, -2.0), t(-1.0, -1.0).unsqueeze(1), t(-1.0, -1.0), beta=0.1)
+        preference_loss(
+            "sigmoid", t(-1.0, -1.0), t(-2.0, -2.0), t(-1.0, -1.0).unsqueeze(1), t(-1.0, -1.0), beta=0.1
+        )
 
 
 def test_loss_modules_import_only_torch():
@@ -193,5 +219,7 @@ def test_loss_modules_import_only_torch():
         "import sys, alignkit.losses.preference, alignkit.losses.reward, alignkit.losses.kto;"
         "print(','.join(m for m in ('transformers', 'datasets', 'peft') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == ""

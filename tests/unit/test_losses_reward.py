@@ -28,7 +28,8 @@ def test_bradley_terry_by_hand():
 
 
 def test_bradley_terry_margin_by_hand():
-    # margin 1.0 on pair 0: -log sigmoid(0.5 - 1.0) = 0.974077; margin 0 on pair 1 leaves -log sigmoid(2) = 0.126928
+    # margin 1.0 on pair 0: -log sigmoid(0.5 - 1.0) = 0.974077
+    # margin 0 on pair 1 leaves -log sigmoid(2 - 0) = 0.126928
     losses = bradley_terry(t(1.0, 2.0), t(0.5, 0.0), margin=t(1.0, 0.0))
     assert losses.tolist() == pytest.approx([0.974077, 0.126928], abs=1e-6)
 
@@ -72,7 +73,9 @@ def test_ensemble_modes_by_hand():
     assert ensemble_score(MEMBERS, "min").tolist() == pytest.approx([1.0, 0.0])
     # population std: column 0 sqrt((4 + 1 + 9) / 3) = 2.160247; column 1 sqrt((4 + 4 + 0) / 3) = 1.632993
     assert ensemble_score(MEMBERS, "mean_minus_std").tolist() == pytest.approx([0.839753, 0.367007], abs=1e-6)
-    assert ensemble_score(MEMBERS, "mean_minus_std", k=0.5).tolist() == pytest.approx([1.919877, 1.183503], abs=1e-6)
+    assert ensemble_score(MEMBERS, "mean_minus_std", k=0.5).tolist() == pytest.approx(
+        [1.919877, 1.183503], abs=1e-6
+    )
 
 
 def test_ensemble_errors():
@@ -90,7 +93,9 @@ def test_stepwise_loss_by_hand():
     logits = torch.tensor([[0.0, math.log(3.0)], [math.log(3.0), 50.0]])
     labels = torch.tensor([[True, True], [False, False]])
     mask = torch.tensor([[True, True], [True, False]])
-    assert stepwise_loss(logits, labels, mask).item() == pytest.approx(0.693147 + 0.287682 + 1.386294, abs=1e-5)
+    assert stepwise_loss(logits, labels, mask).item() == pytest.approx(
+        0.693147 + 0.287682 + 1.386294, abs=1e-5
+    )
     # 0 > 0 is "incorrect" (wrong for label True); log 3 > 0 right for True, wrong for False
     assert step_accuracy_sum(logits, labels, mask) == 1.0
 
