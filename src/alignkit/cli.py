@@ -46,8 +46,14 @@ def sft(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs
 
 
 @app.command()
+def reward(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
+    """A reward model from preference pairs or rankings: Bradley-Terry on a scalar head."""
+    _train("reward", config, overrides, procs)
+
+
+@app.command()
 def init(
-    recipe: str = typer.Argument(..., help="pretrain or sft"),
+    recipe: str = typer.Argument(..., help="pretrain, sft, reward, ..."),
     directory: Path = typer.Argument(Path("."), help="where to write RECIPE.yaml"),
     force: bool = typer.Option(False, help="overwrite an existing file"),
 ) -> None:

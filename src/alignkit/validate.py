@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alignkit.config import load_config, recipe_of
 
-DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"]}
+DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"]}
 
 
 def validate_config_and_data(config: Path, overrides: list[str]) -> int:

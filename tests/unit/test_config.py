@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.config import load_config, recipe_of
+from pydantic import BaseModel
+
+from alignkit.config import CONFIGS, load_config, recipe_of
 from alignkit.errors import AlignkitError
 from alignkit.starters import starter_text, write_starter
 
@@ -67,13 +69,15 @@ def test_eval_file_and_fraction_conflict(tmp_path):
         load_config("sft", write(tmp_path, MINIMAL), ["data.eval=e.jsonl", "data.eval_fraction=0.1"])
 
 
-@pytest.mark.parametrize("recipe", ["pretrain", "sft"])
+@pytest.mark.parametrize("recipe", sorted(CONFIGS))
 def test_starters_validate_and_cover_every_key(recipe, tmp_path):
     path = write_starter(recipe, tmp_path)
     cfg = load_config(recipe, path)
     # every key of every section is written out in the starter, so users see all options
     text = starter_text(recipe)
-    for section in ("model", "data", "train"):
+    sections = [name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), BaseModel)]
+    assert {"model", "data", "train"} <= set(sections)
+    for section in sections:
         for key in type(getattr(cfg, section)).model_fields:
             assert f"  {key}:" in text, f"{recipe}.yaml lacks {section}.{key}"
     with pytest.raises(AlignkitError, match="exists"):

@@ -239,7 +239,7 @@ def _enable_checkpointing(model: PreTrainedModel) -> None:
     enable({"use_reentrant": False})
 
 
-def _add_lora(model: PreTrainedModel, settings: ModelSettings) -> torch.nn.Module:
+def _add_lora(model: PreTrainedModel, settings: ModelSettings, task_type: str = "CAUSAL_LM") -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     lora = settings.lora
@@ -251,7 +251,7 @@ def _add_lora(model: PreTrainedModel, settings: ModelSettings) -> torch.nn.Modul
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,  # SEQ_CLS also trains the new score head (peft modules_to_save)
     )
     try:
         return get_peft_model(model, config)

@@ -1,0 +1,121 @@
+"""Scalar heads on a causal-LM backbone: the reward model (one score per sequence, read at the last real
+token) and the value model (one score per token).
+
+Both are stored as a standard Hugging Face `*ForSequenceClassification` folder with one label, the format
+TRL and OpenRLHF use, so plain transformers loads them. We do not use that class's own pooling, which finds
+the last token by looking for the pad id and so breaks when pad == eos; we pool by the attention mask,
+which gives the same score for left and right padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+
+from alignkit.config import ModelSettings
+from alignkit.errors import AlignkitError
+from alignkit.models.load import (
+    _add_lora,
+    _enable_checkpointing,
+    _readable_errors,
+    _resolve_source,
+    default_device,
+    load_tokenizer,
+    resolve_dtype,
+)
+
+
+def load_scalar_model(settings: ModelSettings, device: torch.device | None = None, *, new_head: bool):
+    """A backbone with a 1-output linear head, and its tokenizer.
+
+    new_head=True starts a reward model from a causal LM (the head is freshly initialised);
+    new_head=False loads a trained reward model and refuses any folder that is not one.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    device = device or default_device()
+    source = _resolve_source(settings.path)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=settings.trust_remote_code)
+    if not new_head and not is_reward_config(config):
+        raise AlignkitError(
+            f"{settings.path} is not a reward model (its architectures are {config.architectures}, "
+            f"with {getattr(config, 'num_labels', '?')} labels): train one with `alignkit reward`, "
+            f"or point to the `final/` folder of a reward run"
+        )
+    tokenizer = load_tokenizer(settings)
+    config.num_labels = 1
+    config.pad_token_id = tokenizer.pad_token_id
+    with _readable_errors(settings.path), _quiet_load_report(new_head):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, dtype=resolve_dtype(settings.dtype, device),
+            trust_remote_code=settings.trust_remote_code,
+        )
+    if new_head:
+        # A small head keeps initial rewards near 0, as in InstructGPT's reward-model initialisation.
+        head = score_head(model)
+        torch.nn.init.normal_(head.weight, std=1.0 / (config.hidden_size + 1) ** 0.5)
+    if settings.gradient_checkpointing:
+        _enable_checkpointing(model)
+    if settings.lora is not None:
+        model = _add_lora(model, settings, task_type="SEQ_CLS")
+    return model.to(device), tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_load_report(expected_missing_head: bool):
+    """transformers reports the new `score` head as MISSING; when we asked for a new head, that is no news."""
+    from transformers.utils import logging
+
+    before = logging.get_verbosity()
+    if expected_missing_head:
+        logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+
+
+def is_reward_config(config) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForSequenceClassification") for a in archs) and getattr(config, "num_labels", 0) == 1
+
+
+def score_head(model: torch.nn.Module) -> torch.nn.Linear:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.score
+
+
+def backbone(model: torch.nn.Module) -> torch.nn.Module:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder() if hasattr(base, "get_decoder") else base.model
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of the last real token in each row, for left or right padding: [B, T] -> [B]."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.bool()).argmax(dim=1)
+
+
+def token_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The head applied at every position: [B, T] (values for a critic)."""
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+    return score_head(model)(hidden).squeeze(-1).float()
+
+
+def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One reward per sequence, read at its last real token: [B, T] -> [B]."""
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+    last = last_token_index(attention_mask)
+    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
+    return score_head(model)(pooled).squeeze(-1).float()
+
+
+def write_reward_stats(folder: Path, rewards: torch.Tensor) -> dict:
+    """Save the mean and std of rewards on a reference set, so RL can normalise scores (reward_stats.json)."""
+    stats = {"mean": rewards.mean().item(), "std": rewards.std().item() if rewards.numel() > 1 else 1.0,
+             "count": rewards.numel()}
+    (Path(folder) / "reward_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats

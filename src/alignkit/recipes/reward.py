@@ -1,0 +1,100 @@
+"""`alignkit reward`: a reward model from preference pairs or rankings (Bradley-Terry).
+
+A causal-LM backbone with a scalar head scores each response at its last real token; the loss is
+-log sigmoid(r_chosen - r_rejected [- margin]) (Ouyang et al. 2022, eq. 1). Ranked rows give all
+K(K-1)/2 pairs of a prompt, and they stay in one batch, as InstructGPT trains on them: a group of pairs
+is one example. After training, the mean and std of rewards on held-out (or training) responses are saved
+next to the model (reward_stats.json) so RL can normalise scores.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import partial
+
+import torch
+
+from alignkit.config import RewardConfig
+from alignkit.data.collate import pad_sequences
+from alignkit.data.tokenize import tokenize_preference
+from alignkit.losses.reward import bradley_terry, centering_penalty, reward_metrics
+from alignkit.models.heads import load_scalar_model, sequence_rewards, write_reward_stats
+from alignkit.models.load import save_pretrained
+from alignkit.recipes.common import RunResult, finish, load_train_eval, start
+from alignkit.train.distributed import to_device
+from alignkit.train.loop import fit
+from alignkit.train.run import Run
+
+
+LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected")  # per-pair means in metrics.jsonl
+
+
+def main(cfg: RewardConfig) -> RunResult:
+    d = start(cfg)
+    model, tokenizer = load_scalar_model(cfg.model, d.device, new_head=True)
+
+    train_rows, eval_rows = load_train_eval(cfg.data, ["preference", "ranked"], cfg.seed)
+    tokenized = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
+                        truncation=cfg.data.truncation, margin_column=cfg.reward.margin_column)
+    train_pairs, report = tokenized(train_rows)
+    eval_pairs, eval_report = tokenized(eval_rows) if eval_rows is not None else (None, None)
+    run = Run.create("reward", cfg, d)
+    run.write_json("data_report.json", {"train": report.to_dict(),
+                                        "eval": eval_report.to_dict() if eval_report else None})
+    if d.is_main:
+        print(report.summary())
+
+    collate = lambda groups: to_device(collate_reward(groups, tokenizer.pad_token_id), d.device)  # noqa: E731
+    loss_step = partial(reward_loss_step, center_coef=cfg.reward.center_coef)
+    result = fit(run, model, group_by_prompt(train_pairs), collate, loss_step, weight_key="num_pairs",
+                 eval_examples=group_by_prompt(eval_pairs) if eval_pairs else None)
+    if result.stopped == "done" and d.is_main:
+        final = save_pretrained(model, tokenizer, run.dir / "final")
+        reference = (eval_pairs or train_pairs)[: cfg.reward.stats_rows]
+        stats = write_reward_stats(final, score_pairs(model, reference, collate, cfg.train.batch_size))
+        result.metrics.update({"reward_mean": stats["mean"], "reward_std": stats["std"]})
+    return finish(run.dir, result, d)
+
+
+def group_by_prompt(pairs: list[dict]) -> list[list[dict]]:
+    """One example per source row: the K(K-1)/2 pairs of a ranking stay together in one batch."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for pair in pairs:
+        groups[pair["group"]].append(pair)
+    return list(groups.values())
+
+
+def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
+    """2P right-padded rows: every pair's prompt+chosen, then every pair's prompt+rejected."""
+    pairs = [pair for group in groups for pair in group]
+    sequences = [p["prompt_ids"] + p["chosen_ids"] for p in pairs] + [p["prompt_ids"] + p["rejected_ids"] for p in pairs]
+    batch = {
+        "input_ids": pad_sequences(sequences, pad_id),
+        "attention_mask": pad_sequences([[1] * len(s) for s in sequences], 0),
+        "num_pairs": len(pairs),
+    }
+    if pairs and "margin" in pairs[0]:
+        batch["margin"] = torch.tensor([p["margin"] for p in pairs], dtype=torch.float32)
+    return batch
+
+
+def reward_loss_step(model, batch: dict, center_coef: float = 0.0):
+    """Summed Bradley-Terry loss over the batch's pairs (plus the centring penalty), and metric sums."""
+    rewards = sequence_rewards(model, batch["input_ids"], batch["attention_mask"])  # [2P]
+    chosen, rejected = rewards.chunk(2)  # [P], [P]
+    losses = bradley_terry(chosen, rejected, batch.get("margin"))
+    if center_coef:
+        losses = losses + centering_penalty(chosen, rejected, center_coef)
+    metrics = reward_metrics(chosen.detach(), rejected.detach())
+    return losses.sum(), {k: v for k, v in metrics.items() if k in LOGGED}
+
+
+@torch.no_grad()
+def score_pairs(model, pairs: list[dict], collate, batch_size: int) -> torch.Tensor:
+    """Rewards of both responses of every pair (for the saved mean and std)."""
+    model.eval()
+    scores = []
+    for start in range(0, len(pairs), batch_size):
+        batch = collate([[p] for p in pairs[start : start + batch_size]])
+        scores.append(sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).cpu())
+    return torch.cat(scores)
