@@ -52,6 +52,18 @@ def reward(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, pr
 
 
 @app.command()
+def dpo(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
+    """Direct preference optimisation and variants (dpo.loss: sigmoid, ipo, conservative, robust, hinge, simpo, orpo)."""
+    _train("dpo", config, overrides, procs)
+
+
+@app.command()
+def kto(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
+    """Kahneman-Tversky optimisation from unpaired desirable / undesirable completions."""
+    _train("kto", config, overrides, procs)
+
+
+@app.command()
 def init(
     recipe: str = typer.Argument(..., help="pretrain, sft, reward, ..."),
     directory: Path = typer.Argument(Path("."), help="where to write RECIPE.yaml"),

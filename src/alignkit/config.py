@@ -117,7 +117,82 @@ class RewardConfig(RunConfig):
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
-CONFIGS: dict[str, type[RunConfig]] = {"pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig}
+PREFERENCE_LOSSES = ("sigmoid", "ipo", "conservative", "robust", "hinge", "simpo", "orpo")
+REFERENCE_FREE = ("simpo", "orpo")
+# Options that only some losses read; setting one for another loss is an error, not a silent no-op.
+LOSS_OPTIONS = {"label_smoothing": ("conservative", "robust"), "gamma": ("simpo",)}
+
+
+class DPOSettings(Section):
+    loss: Literal[PREFERENCE_LOSSES] = Field("sigmoid", description="which preference loss (losses/preference.py)")
+    beta: float = Field(0.1, gt=0, description="strength of the KL constraint (ORPO: the odds-ratio weight)")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="assumed label-flip rate (conservative, robust)")
+    gamma: float = Field(0.0, ge=0.0, description="SimPO's target reward margin")
+    nll_weight: float = Field(0.0, ge=0.0, description="add this times the chosen response's per-token NLL (RPO)")
+    reference: Literal["model", "adapter", "cached", "none"] | None = Field(
+        None, description="model: a frozen copy; adapter: the policy with LoRA off; cached: log-probs computed "
+        "once before training; none: for reference-free losses. Default: model, or none for simpo/orpo")
+    reference_path: str | None = Field(None, description="the reference model folder; default: model.path")
+    reference_cache: str | None = Field(None, description="reuse reference log-probs saved by an earlier run")
+    layout: Literal["shared_prompt", "separate"] = Field(
+        "shared_prompt", description="shared_prompt: prompt, chosen and rejected in one row, prompt computed once")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DPOSettings:
+        for option, losses in LOSS_OPTIONS.items():
+            if getattr(self, option) and self.loss not in losses:
+                raise ValueError(f"{option} is read only by loss {' / '.join(losses)}, not {self.loss}")
+        free = self.loss in REFERENCE_FREE
+        if self.reference is None:
+            self.__dict__["reference"] = "none" if free else "model"
+        if free and self.reference != "none":
+            raise ValueError(f"loss {self.loss} uses no reference model: drop reference={self.reference}")
+        if not free and self.reference == "none":
+            raise ValueError(f"loss {self.loss} needs a reference: set reference to model, adapter or cached")
+        if self.reference_cache and self.reference != "cached":
+            raise ValueError("reference_cache is read only with reference=cached")
+        if self.loss == "orpo" and self.nll_weight:
+            raise ValueError("orpo already includes the chosen NLL; leave nll_weight at 0")
+        return self
+
+
+class DPOConfig(RunConfig):
+    data: DataSettings
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
+
+    @model_validator(mode="after")
+    def _adapter_needs_lora(self) -> DPOConfig:
+        if self.dpo.reference == "adapter" and self.model.lora is None:
+            raise ValueError("dpo.reference=adapter needs model.lora: the reference is the policy with its "
+                             "adapter switched off")
+        return self
+
+
+class KTOSettings(Section):
+    beta: float = Field(0.1, gt=0, description="scale of the implicit reward inside the value function")
+    desirable_weight: float = Field(1.0, gt=0, description="lambda_D: weight of desirable completions")
+    undesirable_weight: float = Field(1.0, gt=0, description="lambda_U: weight of undesirable completions")
+    reference: Literal["model", "adapter"] = Field("model", description="a frozen copy, or the policy with LoRA off")
+    reference_path: str | None = Field(None, description="the reference model folder; default: model.path")
+
+
+class KTOConfig(RunConfig):
+    data: DataSettings
+    kto: KTOSettings = Field(default_factory=KTOSettings)
+
+    @model_validator(mode="after")
+    def _checks(self) -> KTOConfig:
+        if self.kto.reference == "adapter" and self.model.lora is None:
+            raise ValueError("kto.reference=adapter needs model.lora")
+        if self.train.batch_size < 2:
+            raise ValueError("KTO estimates its KL reference point from other rows of the batch: "
+                             "train.batch_size must be at least 2")
+        return self
+
+
+CONFIGS: dict[str, type[RunConfig]] = {
+    "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig,
+}
 
 
 def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (), **kwargs: Any) -> RunConfig:

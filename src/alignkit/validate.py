@@ -6,7 +6,8 @@ from pathlib import Path
 
 from alignkit.config import load_config, recipe_of
 
-DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"]}
+DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"], "dpo": ["preference", "ranked"],
+              "kto": ["unpaired", "preference"]}
 
 
 def validate_config_and_data(config: Path, overrides: list[str]) -> int:

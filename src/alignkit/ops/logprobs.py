@@ -39,3 +39,32 @@ def token_entropy(logits: torch.Tensor, rows_per_chunk: int = ROWS_PER_CHUNK) ->
 def shifted_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Log-probs of each next token: position t scores input_ids[t + 1]. [B, T, V], [B, T] -> [B, T - 1]."""
     return token_logps(logits[:, :-1], input_ids[:, 1:])
+
+
+TOKENS_PER_CHUNK = 1024
+
+
+def logps_of_targets(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    rows_per_chunk: int = TOKENS_PER_CHUNK,
+    *,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(targets[n] | logits[rows[n]]) for a flat list of scored tokens: [U, V], [N], [N] -> [N] float32.
+
+    `rows` maps each target to its row of logits (default: row n), so one position that predicts two
+    tokens (the last prompt position of a shared-prompt pair predicts the first chosen and the first
+    rejected token) is projected once. log p(y) = z_y - logsumexp(z); the logsumexp runs `rows_per_chunk`
+    rows at a time, so a bf16 [U, V] is upcast to float32 only a slice at a time.
+    """
+    if rows is None:
+        rows = torch.arange(targets.shape[0], device=targets.device)
+    normalisers = torch.cat(
+        [
+            torch.logsumexp(logits[start : start + rows_per_chunk].float(), dim=-1)
+            for start in range(0, logits.shape[0], rows_per_chunk)
+        ]
+    )  # [U]
+    picked = logits[rows, targets].float()  # [N]
+    return picked - normalisers[rows]

@@ -149,12 +149,22 @@ def _accumulate(ddp_model, batches: list[dict], loss_fn: LossFn, weight_key: str
         loss_sum += part.detach().float()
         for key, value in part_metrics.items():
             metric_sums[key] = metric_sums.get(key, 0.0) + float(value)
-        tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+        tokens += _real_tokens(batch)
     keys = sorted(metric_sums)
     packed = torch.tensor([loss_sum.item(), float(tokens), *[metric_sums[k] for k in keys]], device=d.device)
     packed = all_reduce_sum(packed)
     means = {k: packed[2 + i].item() / global_units for i, k in enumerate(keys)}
     return packed[0].item() / global_units, means, int(packed[1].item())
+
+
+def _real_tokens(batch: dict) -> int:
+    """Tokens the model reads (for tokens/s): the 2D padding mask's ones, or the diagonal of a 4D mask."""
+    mask = batch.get("attention_mask")
+    if mask is None:
+        return 0
+    if mask.ndim == 4:  # [B, 1, T, T]: a real token always attends to itself, padding does not
+        return int(mask[:, 0].diagonal(dim1=-2, dim2=-1).sum())
+    return int(mask.sum())
 
 
 def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
