@@ -87,7 +87,8 @@ def fit(
             tokens_seen += tokens
             elapsed = time.perf_counter() - started
             metrics = {"loss": loss, "lr": lr, "grad_norm": grad_norm, **sums,
-                       "epoch": step / plan.steps_per_epoch, "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
+                       "epoch": step / plan.steps_per_epoch, "tokens_per_s": tokens_seen / max(elapsed, 1e-9),
+                       "elapsed_s": elapsed}
             if not finite:
                 run.log(step, {**metrics, "skipped": 1.0})
                 if d.is_main:
