@@ -96,6 +96,22 @@ def convert(
     print(convert_file(format, source, out).summary())
 
 
+@app.command()
+def score(
+    source: Path = typer.Argument(..., help="rows with prompt and completion (or response)"),
+    out: Path = typer.Argument(..., help="output JSONL: each row plus its score"),
+    model: list[str] = typer.Option(..., "--model", help="a reward model folder; repeat for an ensemble"),
+    ensemble: str = typer.Option("mean", help="mean, min or mean_minus_std (several --model)"),
+    k: float = typer.Option(1.0, help="the k of mean_minus_std"),
+    max_length: int = typer.Option(1024, help="longest prompt+response in tokens (longer rows are an error)"),
+) -> None:
+    """Score prompt/response rows with a reward model or an ensemble of them."""
+    from alignkit.score import score_file
+
+    summary = score_file(model, str(source), str(out), ensemble, k, max_length)
+    print(f"scored {summary['rows']:,} rows: mean {summary['mean']:.4f}, std {summary['std']:.4f} -> {out}")
+
+
 @app.command("tiny-model")
 def tiny_model(
     texts: Path = typer.Argument(..., help="JSONL with a `text` column (or .txt, one text per line)"),

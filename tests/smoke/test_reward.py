@@ -43,3 +43,27 @@ def test_ranked_rows_keep_their_pairs_together(world_dir, tiny_model):
     assert len(groups) == 5 and all(len(g) == 6 for g in groups)  # K=4 -> 4*3/2 pairs per prompt
     batch = collate_reward(groups[:2], pad_id=0)
     assert batch["num_pairs"] == 12 and batch["input_ids"].shape[0] == 24
+
+
+def test_score_command_single_and_ensemble(tmp_path, tiny_model, world_dir):
+    from cli_runner import cli
+
+    members = []
+    for seed in (0, 1):
+        run = alignkit.run(
+            "reward", None, f"name=rm{seed}", f"output_dir={tmp_path}", f"model.path={tiny_model}", f"seed={seed}",
+            f"data.train={world_dir / 'prefs.jsonl'}", "data.max_length=160", "train.max_steps=5",
+            "train.batch_size=8", "train.threads=1",
+        )
+        members.append(str(run.path / "final"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": "What is 2 + 3?", "completion": c}) + "\n"
+                            for c in ["2 + 3 = 5.", "I can't help with that."]))
+    cli("score", str(rows), str(tmp_path / "one.jsonl"), "--model", members[0])
+    cli("score", str(rows), str(tmp_path / "ens.jsonl"), "--model", members[0], "--model", members[1],
+        "--ensemble", "min")
+    one = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
+    ens = [json.loads(x) for x in (tmp_path / "ens.jsonl").read_text().splitlines()]
+    assert len(one) == 2 and all(isinstance(r["score"], float) for r in one)
+    assert all(r["score"] == pytest.approx(min(r["scores"]), abs=1e-6) for r in ens)
+    assert ens[0]["scores"][0] == pytest.approx(one[0]["score"], abs=1e-5)  # member 0 alone scores the same

@@ -1,0 +1,74 @@
+"""`alignkit score`: reward-model scores for prompt/response rows, from one model or an ensemble.
+
+Rows: {"prompt", "completion"} (or "response"), strings or message lists. Each output row is the input row
+plus "score" (and, for an ensemble, "scores": one per member). Ensembles combine members as mean, min or
+mean - k*std (Coste et al. 2023), which penalises responses the members disagree on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from alignkit.config import ModelSettings
+from alignkit.data.collate import pad_sequences
+from alignkit.data.io import Rows, read_rows
+from alignkit.data.tokenize import tokenize_sft
+from alignkit.errors import AlignkitError
+from alignkit.losses.reward import ENSEMBLE_MODES, ensemble_score
+from alignkit.models.heads import load_scalar_model, sequence_rewards
+
+
+def score_file(models: list[str], source: str, out: str, ensemble: str = "mean", k: float = 1.0,
+               max_length: int = 1024, batch_size: int = 16) -> dict:
+    if ensemble not in ENSEMBLE_MODES:
+        raise AlignkitError(f"--ensemble {ensemble!r}: choose one of {', '.join(ENSEMBLE_MODES)}")
+    rows = read_rows(source)
+    as_sft = Rows(rows.source, [_prompt_completion(r, where) for r, where in zip(rows.rows, rows.locations)],
+                  rows.locations)
+    per_member = []
+    for path in models:
+        model, tokenizer = load_scalar_model(ModelSettings(path=path), new_head=False)
+        examples, _ = tokenize_sft(as_sft, tokenizer, max_length, "error")
+        per_member.append(_score(model.eval(), examples, tokenizer.pad_token_id, batch_size))
+    members = torch.stack(per_member)  # [N, rows]
+    combined = ensemble_score(members, ensemble, k) if len(models) > 1 else members[0]
+    _write_jsonl(Path(out), [
+        {**row, "score": combined[i].item(), **({"scores": members[:, i].tolist()} if len(models) > 1 else {})}
+        for i, row in enumerate(rows.rows)
+    ])
+    return {"rows": len(rows), "mean": combined.mean().item(), "std": combined.std().item() if len(rows) > 1 else 0.0}
+
+
+def _prompt_completion(row: dict, where: str) -> dict:
+    response = row.get("completion", row.get("response"))
+    if "prompt" not in row or response is None:
+        raise AlignkitError(f"{where}: scoring needs 'prompt' and 'completion' (or 'response'); "
+                            f"this row has {', '.join(row)}")
+    return {"prompt": row["prompt"], "completion": response}
+
+
+@torch.no_grad()
+def _score(model, examples: list[dict], pad_id: int, batch_size: int) -> torch.Tensor:
+    device = next(model.parameters()).device
+    scores = []
+    for start in range(0, len(examples), batch_size):
+        ids = [e["input_ids"] for e in examples[start : start + batch_size]]
+        input_ids = pad_sequences(ids, pad_id).to(device)
+        mask = pad_sequences([[1] * len(x) for x in ids], 0).to(device)
+        scores.append(sequence_rewards(model, input_ids, mask).cpu())
+    return torch.cat(scores)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
