@@ -134,8 +134,9 @@ class DPOSettings(Section):
         "once before training; none: for reference-free losses. Default: model, or none for simpo/orpo")
     reference_path: str | None = Field(None, description="the reference model folder; default: model.path")
     reference_cache: str | None = Field(None, description="reuse reference log-probs saved by an earlier run")
-    layout: Literal["shared_prompt", "separate"] = Field(
-        "shared_prompt", description="shared_prompt: prompt, chosen and rejected in one row, prompt computed once")
+    layout: Literal["packed", "shared_prompt", "separate"] = Field(
+        "packed", description="packed: every pair in one row, no padding; shared_prompt: a row per pair; "
+        "both compute the prompt once. separate: two rows per pair (needed for sliding-window models)")
 
     @model_validator(mode="after")
     def _consistent(self) -> DPOSettings:

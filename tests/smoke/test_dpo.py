@@ -59,13 +59,13 @@ def test_reference_modes_agree_at_step_0(tmp_path, sft_model, world_dir):
         assert abs(step0_loss(other) - base) < 1e-5
 
 
-def test_separate_and_shared_prompt_layouts_agree(tmp_path, sft_model, world_dir):
-    shared = dpo(tmp_path, sft_model, world_dir, "shared", "train.max_steps=3", "train.lr=1e-3")
-    separate = dpo(tmp_path, sft_model, world_dir, "separate", "train.max_steps=3", "train.lr=1e-3",
-                   "dpo.layout=separate")
-    for a, b in zip(lines(shared), lines(separate)):
-        if "loss" in a:
-            assert abs(a["loss"] - b["loss"]) < 1e-4
+def test_the_three_layouts_train_alike(tmp_path, sft_model, world_dir):
+    runs = [dpo(tmp_path, sft_model, world_dir, layout, "train.max_steps=3", "train.lr=1e-3",
+                f"dpo.layout={layout}") for layout in ("packed", "shared_prompt", "separate")]
+    packed, *others = [[x["loss"] for x in lines(run) if "loss" in x] for run in runs]
+    for other in others:
+        assert len(other) == len(packed) == 3
+        assert all(abs(a - b) < 1e-4 for a, b in zip(packed, other)), (packed, other)
 
 
 @pytest.mark.parametrize("loss", ["ipo", "conservative", "robust", "hinge", "simpo", "orpo"])

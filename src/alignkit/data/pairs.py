@@ -99,18 +99,52 @@ def collate_shared_prompt(examples: list[dict], pad_id: int) -> dict:
     }
 
 
-def shared_prompt_mask(segment: torch.Tensor) -> torch.Tensor:
-    """[B, T] segment ids (PROMPT, CHOSEN_SEGMENT, REJECTED_SEGMENT, PAD_SEGMENT) -> [B, 1, T, T] bool."""
+def collate_packed(examples: list[dict], pad_id: int) -> dict:
+    """ONE row holding every pair, [prompt | chosen | rejected] after one another, with no padding at all.
+
+    The shared_prompt rules hold inside each pair, and a token never sees another pair (the mask is block
+    diagonal); positions restart at every pair. Short pairs of different lengths waste nothing, where the
+    B-row layouts pad every row to the longest one.
+    """
+    ids, segments, documents, positions, scores = [], [], [], [], []
+    for pair, example in enumerate(examples):
+        prompt, chosen, rejected = example["prompt_ids"], example["chosen_ids"], example["rejected_ids"]
+        p, c, r, start = len(prompt), len(chosen), len(rejected), len(ids)
+        ids += prompt + chosen + rejected
+        segments += [PROMPT] * p + [CHOSEN_SEGMENT] * c + [REJECTED_SEGMENT] * r
+        documents += [pair] * (p + c + r)
+        positions += [*range(p + c), *range(p, p + r)]
+        scores.append((0, range(start + p - 1, start + p + c - 1), chosen, pair, CHOSEN))
+        rejected_from = [start + p - 1, *range(start + p + c, start + p + c + r - 1)]
+        scores.append((0, rejected_from, rejected, pair, REJECTED))
+    segment, document = torch.tensor([segments]), torch.tensor([documents])  # [1, T]
+    return {
+        "input_ids": torch.tensor([ids]),  # [1, T]
+        "attention_mask": shared_prompt_mask(segment, document),  # [1, 1, T, T] bool
+        "position_ids": torch.tensor([positions]),  # [1, T]
+        **_score_indices(scores, len(ids)),
+        **_lengths(examples),
+        "layout": "packed",
+    }
+
+
+def shared_prompt_mask(segment: torch.Tensor, document: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, T] segment ids (PROMPT, CHOSEN_SEGMENT, REJECTED_SEGMENT, PAD_SEGMENT) -> [B, 1, T, T] bool.
+
+    With `document` ([B, T] pair ids, for the packed layout) a token sees only tokens of its own pair.
+    """
     width = segment.shape[1]
     causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T], key j <= query i
     query, key = segment[:, :, None], segment[:, None, :]  # [B, T, 1], [B, 1, T]
     visible = (key == PROMPT) | (key == query)
+    if document is not None:
+        visible &= document[:, :, None] == document[:, None, :]
     real = (query != PAD_SEGMENT) & (key != PAD_SEGMENT)
     padding_self = (query == PAD_SEGMENT) & torch.eye(width, dtype=torch.bool)
     return ((causal & visible & real) | padding_self).unsqueeze(1)  # [B, 1, T, T]
 
 
-LAYOUTS = {"shared_prompt": collate_shared_prompt, "separate": collate_separate}
+LAYOUTS = {"shared_prompt": collate_shared_prompt, "packed": collate_packed, "separate": collate_separate}
 EMPTY_REASONS = {"prompt_ids": "the first response token would have no position to be predicted from"}
 
 

@@ -96,7 +96,7 @@ def _attention_mask_for(model: torch.nn.Module, attention_mask: torch.Tensor) ->
     implementation = getattr(config, "_attn_implementation", None)
     if implementation not in MASK_FORMS:
         raise AlignkitError(
-            f"layout=shared_prompt needs a custom 4D attention mask, which attn_implementation="
+            f"layouts shared_prompt and packed need a custom 4D attention mask, which attn_implementation="
             f"{implementation!r} cannot take: load the model with attn_implementation='sdpa' or 'eager', "
             "or use layout=separate"
         )
@@ -104,7 +104,7 @@ def _attention_mask_for(model: torch.nn.Module, attention_mask: torch.Tensor) ->
     window = _limited_attention_span(config)
     if window is not None and window < width:
         raise AlignkitError(
-            f"layout=shared_prompt passes one custom mask to every layer, so this model's local attention "
+            f"layouts shared_prompt and packed pass one custom mask to every layer, so this model's local attention "
             f"(window {window}) would see past its window in rows of {width} tokens: use layout=separate"
         )
     return MASK_FORMS[implementation](attention_mask)
