@@ -15,6 +15,7 @@ from alignkit.data.io import Rows, read_rows, split_holdout
 from alignkit.data.schema import validate_rows
 from alignkit.train.distributed import Dist, barrier, init_distributed
 from alignkit.train.loop import FitResult
+from alignkit.train.run import Run
 
 
 @dataclass
@@ -56,3 +57,20 @@ def load_train_eval(data, kinds: list[str], seed: int) -> tuple[Rows, Rows | Non
     if data.eval_fraction > 0:
         return split_holdout(train_rows, data.eval_fraction, seed)
     return train_rows, None
+
+
+def tokenized_splits(cfg: RunConfig, kinds: list[str], tokenize) -> tuple[list, list | None, dict]:
+    """Train and held-out examples through `tokenize(rows) -> (examples, report)`, and both reports."""
+    train_rows, eval_rows = load_train_eval(cfg.data, kinds, cfg.seed)
+    train, train_report = tokenize(train_rows)
+    held_out, eval_report = tokenize(eval_rows) if eval_rows is not None else (None, None)
+    return train, held_out, {"train": train_report, "eval": eval_report}
+
+
+def create_run(recipe: str, cfg: RunConfig, d: Dist, reports: dict) -> Run:
+    """The run folder, with the tokenization reports saved (data_report.json) and the training one printed."""
+    run = Run.create(recipe, cfg, d)
+    run.write_json("data_report.json", {k: r.to_dict() if r is not None else None for k, r in reports.items()})
+    if d.is_main:
+        print(reports["train"].summary())
+    return run

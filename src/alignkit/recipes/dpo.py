@@ -23,10 +23,9 @@ from alignkit.errors import AlignkitError
 from alignkit.losses.preference import orpo_nll, preference_loss, preference_metrics
 from alignkit.models.forward import pair_logps
 from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
-from alignkit.recipes.common import RunResult, finish, load_train_eval, start
+from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
-from alignkit.train.run import Run
 
 AVERAGED = ("ipo",)  # losses defined on per-token mean log-probs (IPO as TRL implements it)
 LENGTH_NORMALISED = ("simpo", "orpo")  # reference-free losses that take lengths
@@ -37,16 +36,11 @@ def main(cfg: DPOConfig) -> RunResult:
     d = start(cfg)
     policy, tokenizer = load_policy(cfg.model, d.device)
 
-    train_rows, eval_rows = load_train_eval(cfg.data, ["preference", "ranked"], cfg.seed)
-    tokenized = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
-                        truncation=cfg.data.truncation)
-    train_pairs, report = tokenized(train_rows)
-    eval_pairs, eval_report = tokenized(eval_rows) if eval_rows is not None else ([], None)
-    run = Run.create("dpo", cfg, d)
-    run.write_json("data_report.json", {"train": report.to_dict(),
-                                        "eval": eval_report.to_dict() if eval_report else None})
-    if d.is_main:
-        print(report.summary())
+    tokenize = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
+                       truncation=cfg.data.truncation)
+    train_pairs, eval_pairs, reports = tokenized_splits(cfg, ["preference", "ranked"], tokenize)
+    eval_pairs = eval_pairs or []
+    run = create_run("dpo", cfg, d, reports)
 
     def collate(examples: list[dict]) -> dict:
         return to_device(with_cached_reference(collate_pairs(examples, tokenizer.pad_token_id, cfg.dpo.layout),

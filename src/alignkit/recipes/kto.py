@@ -20,27 +20,22 @@ from alignkit.data.tokenize import tokenize_sft
 from alignkit.losses.kto import kl_reference_point, kto_loss, kto_metrics
 from alignkit.models.forward import next_token_logps
 from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
-from alignkit.recipes.common import RunResult, finish, load_train_eval, start
+from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
-from alignkit.train.run import Run
 
 
 def main(cfg: KTOConfig) -> RunResult:
     d = start(cfg)
     policy, tokenizer = load_policy(cfg.model, d.device)
 
-    train_rows, eval_rows = load_train_eval(cfg.data, ["unpaired", "preference"], cfg.seed)
-    prepare = partial(unpaired_examples, tokenizer=tokenizer, max_length=cfg.data.max_length,
-                      truncation=cfg.data.truncation)
-    train_examples, report = prepare(train_rows)
-    eval_examples, eval_report = prepare(eval_rows) if eval_rows is not None else (None, None)
-    run = Run.create("kto", cfg, d)
-    run.write_json("data_report.json", {"train": report.to_dict(),
-                                        "eval": eval_report.to_dict() if eval_report else None})
+    tokenize = partial(unpaired_examples, tokenizer=tokenizer, max_length=cfg.data.max_length,
+                       truncation=cfg.data.truncation)
+    train_examples, eval_examples, reports = tokenized_splits(cfg, ["unpaired", "preference"], tokenize)
+    run = create_run("kto", cfg, d, reports)
     if d.is_main:
         desirable = sum(e["desirable"] for e in train_examples)
-        print(f"{report.summary()}\n{desirable:,} desirable and {len(train_examples) - desirable:,} undesirable")
+        print(f"{desirable:,} desirable and {len(train_examples) - desirable:,} undesirable completions")
 
     if cfg.kto.reference == "adapter":
         reference = unwrap(policy)

@@ -20,10 +20,9 @@ from alignkit.data.tokenize import tokenize_preference
 from alignkit.losses.reward import bradley_terry, centering_penalty, reward_metrics
 from alignkit.models.heads import load_scalar_model, sequence_rewards, write_reward_stats
 from alignkit.models.load import save_pretrained
-from alignkit.recipes.common import RunResult, finish, load_train_eval, start
+from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
-from alignkit.train.run import Run
 
 
 LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected")  # per-pair means in metrics.jsonl
@@ -33,16 +32,10 @@ def main(cfg: RewardConfig) -> RunResult:
     d = start(cfg)
     model, tokenizer = load_scalar_model(cfg.model, d.device, new_head=True)
 
-    train_rows, eval_rows = load_train_eval(cfg.data, ["preference", "ranked"], cfg.seed)
-    tokenized = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
-                        truncation=cfg.data.truncation, margin_column=cfg.reward.margin_column)
-    train_pairs, report = tokenized(train_rows)
-    eval_pairs, eval_report = tokenized(eval_rows) if eval_rows is not None else (None, None)
-    run = Run.create("reward", cfg, d)
-    run.write_json("data_report.json", {"train": report.to_dict(),
-                                        "eval": eval_report.to_dict() if eval_report else None})
-    if d.is_main:
-        print(report.summary())
+    tokenize = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
+                       truncation=cfg.data.truncation, margin_column=cfg.reward.margin_column)
+    train_pairs, eval_pairs, reports = tokenized_splits(cfg, ["preference", "ranked"], tokenize)
+    run = create_run("reward", cfg, d, reports)
 
     collate = lambda groups: to_device(collate_reward(groups, tokenizer.pad_token_id), d.device)  # noqa: E731
     loss_step = partial(reward_loss_step, center_coef=cfg.reward.center_coef)

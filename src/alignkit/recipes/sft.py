@@ -14,26 +14,19 @@ from alignkit.data.tokenize import tokenize_sft
 from alignkit.losses.sft import nll_sum
 from alignkit.models.forward import next_token_logps, token_accuracy_sum
 from alignkit.models.load import load_policy, save_pretrained
-from alignkit.recipes.common import RunResult, finish, load_train_eval, start
+from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
-from alignkit.train.run import Run
 
 
 def main(cfg: SFTConfig) -> RunResult:
     d = start(cfg)
     model, tokenizer = load_policy(cfg.model, d.device)
 
-    train_rows, eval_rows = load_train_eval(cfg.data, ["sft"], cfg.seed)
-    tokenized = partial(tokenize_sft, tokenizer=tokenizer, max_length=cfg.data.max_length,
-                        truncation=cfg.data.truncation)
-    train_examples, report = tokenized(train_rows)
-    eval_examples, eval_report = tokenized(eval_rows) if eval_rows is not None else (None, None)
-    run = Run.create("sft", cfg, d)
-    run.write_json("data_report.json", {"train": report.to_dict(),
-                                        "eval": eval_report.to_dict() if eval_report else None})
-    if d.is_main:
-        print(report.summary())
+    tokenize = partial(tokenize_sft, tokenizer=tokenizer, max_length=cfg.data.max_length,
+                       truncation=cfg.data.truncation)
+    train_examples, eval_examples, reports = tokenized_splits(cfg, ["sft"], tokenize)
+    run = create_run("sft", cfg, d, reports)
 
     collate = lambda examples: to_device(collate_sft(examples, tokenizer.pad_token_id), d.device)  # noqa: E731
     result = fit(run, model, train_examples, collate, sft_loss_step, eval_examples=eval_examples)
