@@ -57,6 +57,11 @@ class DataSettings(Section):
         return self
 
 
+class SFTDataSettings(DataSettings):
+    packing: bool = Field(
+        True, description="put a micro-batch's rows in one row with a block mask instead of padding them")
+
+
 class TextDataSettings(Section):
     train: str = Field(description="rows with a `text` column")
     eval: str | None = None
@@ -101,7 +106,7 @@ class PretrainConfig(RunConfig):
 
 
 class SFTConfig(RunConfig):
-    data: DataSettings
+    data: SFTDataSettings
 
 
 class RewardSettings(Section):

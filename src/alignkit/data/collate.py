@@ -58,3 +58,29 @@ def collate_sft(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "labels_mask": labels_mask,
         "num_tokens": int(labels_mask[:, 1:].sum()),
     }
+
+
+def collate_sft_packed(examples: list[dict], pad_id: int) -> dict:
+    """Every example of the batch in ONE row, without padding (padding-free packing).
+
+    A block-diagonal causal mask [1, 1, T, T] keeps examples apart and position ids restart at each one, so
+    every token sees exactly what it would see alone. The first token of each example is never scored: in
+    the packed row it would be "predicted" from the previous example's last token.
+    """
+    ids, labels, positions, documents = [], [], [], []
+    for index, example in enumerate(examples):
+        length = len(example["input_ids"])
+        ids += example["input_ids"]
+        labels += [False, *example["labels_mask"][1:]]
+        positions += range(length)
+        documents += [index] * length
+    document = torch.tensor(documents)
+    causal = torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+    labels_mask = torch.tensor([labels])  # [1, T]
+    return {
+        "input_ids": torch.tensor([ids]),  # [1, T]
+        "attention_mask": (causal & (document[:, None] == document[None, :]))[None, None],  # [1, 1, T, T]
+        "position_ids": torch.tensor([positions]),  # [1, T]
+        "labels_mask": labels_mask,
+        "num_tokens": int(labels_mask[:, 1:].sum()),
+    }

@@ -17,7 +17,8 @@ def next_token_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor,
     logps[b, t] = log pi(input_ids[b, t+1] | input_ids[b, :t+1]); scored_mask marks the tokens the batch
     scores (`labels_mask` shifted by one), so padding and prompt tokens never count.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
+    logits = model(input_ids=batch["input_ids"], attention_mask=_attention_mask_for(model, batch["attention_mask"]),
+                   position_ids=batch.get("position_ids")).logits  # [B, T, V]
     logps = shifted_logps(logits, batch["input_ids"])  # [B, T-1]
     scored = batch["labels_mask"][:, 1:].to(logps.dtype)  # [B, T-1]
     return logps, scored, logits

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from alignkit.config import SFTConfig
-from alignkit.data.collate import collate_sft
+from alignkit.data.collate import collate_sft, collate_sft_packed
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.losses.sft import nll_sum
 from alignkit.models.forward import next_token_logps, token_accuracy_sum
@@ -28,7 +28,8 @@ def main(cfg: SFTConfig) -> RunResult:
     train_examples, eval_examples, reports = tokenized_splits(cfg, ["sft"], tokenize)
     run = create_run("sft", cfg, d, reports)
 
-    collate = lambda examples: to_device(collate_sft(examples, tokenizer.pad_token_id), d.device)  # noqa: E731
+    pack = collate_sft_packed if cfg.data.packing else collate_sft
+    collate = lambda examples: to_device(pack(examples, tokenizer.pad_token_id), d.device)  # noqa: E731
     result = fit(run, model, train_examples, collate, sft_loss_step, eval_examples=eval_examples)
     if result.stopped == "done" and d.is_main:
         save_pretrained(model, tokenizer, run.dir / "final")
