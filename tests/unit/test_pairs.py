@@ -296,7 +296,7 @@ def test_final_logit_softcapping_is_applied(tokenizer, examples, layout):
 
 def test_shared_prompt_refuses_local_attention_narrower_than_the_rows(tokenizer, examples):
     model = tiny_gemma2(tokenizer, sliding_window=4)
-    with pytest.raises(AlignkitError, match=r"local attention \(window 4\).*use layout=separate"):
+    with pytest.raises(AlignkitError, match=r"local attention \(window 4\).*use dpo.layout=separate"):
         pair_logps(model, collate_pairs(examples, PAD, "shared_prompt"))
     expected_chosen, _ = naive_logps(model, examples)
     chosen, _, _, _ = pair_logps(model, collate_pairs(examples, PAD, "separate"))  # the window applies there

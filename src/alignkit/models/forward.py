@@ -97,16 +97,17 @@ def _attention_mask_for(model: torch.nn.Module, attention_mask: torch.Tensor) ->
     implementation = getattr(config, "_attn_implementation", None)
     if implementation not in MASK_FORMS:
         raise AlignkitError(
-            f"layouts shared_prompt and packed need a custom 4D attention mask, which attn_implementation="
+            f"packed rows (dpo.layout shared_prompt / packed, sft data.packing) need a custom 4D attention mask, "
+            f"which attn_implementation="
             f"{implementation!r} cannot take: load the model with attn_implementation='sdpa' or 'eager', "
-            "or use layout=separate"
+            "or use dpo.layout=separate / data.packing=false"
         )
     width = attention_mask.shape[-1]
     window = _limited_attention_span(config)
     if window is not None and window < width:
         raise AlignkitError(
-            f"layouts shared_prompt and packed pass one custom mask to every layer, so this model's local attention "
-            f"(window {window}) would see past its window in rows of {width} tokens: use layout=separate"
+            f"packed rows pass one custom mask to every layer, so this model's local attention (window {window}) "
+            f"would see past its window in rows of {width} tokens: use dpo.layout=separate / data.packing=false"
         )
     return MASK_FORMS[implementation](attention_mask)
 
