@@ -1,4 +1,5 @@
-"""Test-wide settings: offline, quiet, deterministic, and one thread per process (2-core machines)."""
+"""Test-wide settings: offline and quiet. Runs that train pass train.threads=1, and subprocesses get
+OMP_NUM_THREADS=1, so two processes share a 2-core machine without oversubscribing it."""
 
 import os
 
