@@ -2,7 +2,8 @@
 
 Stages, each skipped when its output already exists: demo data -> byte-level BPE tokenizer + tiny Llama
 model -> pretrain -> SFT -> greedy answers to held-out prompts from the pretrained and the SFT model, scored
-by the gold judge. It ends with a results table and `summary.md` in the output folder. (Reward models,
+by the gold judge (sampled with alignkit's generation engine). It ends with a results table and
+`summary.md` in the output folder. (Reward models,
 DPO, PPO and the HTML report join as those recipes land.)
 """
 
@@ -19,7 +20,7 @@ from alignkit.config import CONFIGS, validate_config
 # Model size, data scale and training length of the full demo and of --quick.
 SETTINGS = {
     False: dict(size="1m", scale=1.0, pretrain_epochs=1.0, sft_epochs=2.0, eval_prompts=300),
-    True: dict(size="100k", scale=0.25, pretrain_epochs=1.0, sft_epochs=2.0, eval_prompts=120),
+    True: dict(size="1m", scale=0.5, pretrain_epochs=1.0, sft_epochs=1.0, eval_prompts=120),
 }
 
 
@@ -135,30 +136,19 @@ def judge_model(model_dir: Path, prompts: list[dict], seed: int, max_new_tokens:
 
 
 def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: int = 64):
-    """Greedy completions of plain-format prompts, and whether each ended with EOS.
-
-    A stopgap until the generation engine lands: transformers' generate with left padding.
-    """
-    import torch
+    """Greedy completions of prompts (rendered with the model's chat template), and whether each ended with EOS."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from alignkit.generation.sampler import SamplingSettings, generate
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=0.0)
     answers, stopped = [], []
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                               add_generation_prompt=True) for p in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        for row in out[:, enc["input_ids"].shape[1] :].tolist():
-            ended = tokenizer.eos_token_id in row
-            row = row[: row.index(tokenizer.eos_token_id)] if ended else row
-            answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-            stopped.append(ended)
+        out = generate(model, tokenizer, prompts[start : start + batch_size], settings)
+        answers += [text.strip() for text in out.texts]
+        stopped += (~out.truncated).tolist()  # no stop strings here: not truncated means it emitted EOS
     return answers, stopped
 
 
