@@ -112,6 +112,31 @@ def score(
     print(f"scored {summary['rows']:,} rows: mean {summary['mean']:.4f}, std {summary['std']:.4f} -> {out}")
 
 
+@app.command("generate")
+def generate_cmd(
+    model: str = typer.Argument(..., help="a causal LM folder (e.g. runs/sft/final)"),
+    prompts: Path = typer.Argument(..., help="rows with a `prompt` column (string or message list)"),
+    out: Path = typer.Argument(..., help="output JSONL: each row plus completion, sample, truncated"),
+    n: int = typer.Option(1, help="samples per prompt"),
+    temperature: float = typer.Option(1.0, help="0 is greedy"),
+    top_p: float = typer.Option(1.0),
+    top_k: int = typer.Option(0, help="0: off"),
+    max_new_tokens: int = typer.Option(128),
+    stop: Optional[list[str]] = typer.Option(None, help="stop string (repeatable)"),
+    seed: Optional[int] = typer.Option(None),
+    batch_size: int = typer.Option(64, help="prompts sampled together"),
+) -> None:
+    """Sample completions with a KV cache: batched, n per prompt, top-k / top-p, stop strings."""
+    from alignkit.generation.jsonl import generate_file
+    from alignkit.generation.sampler import SamplingSettings
+
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                n=n, stop_strings=tuple(stop or ()), seed=seed)
+    summary = generate_file(model, str(prompts), str(out), settings, batch_size)
+    print(f"wrote {summary['rows']:,} completions to {out} ({summary['tokens_per_s']:,.0f} tokens/s; "
+          f"{summary['truncated']:,} cut at max_new_tokens)")
+
+
 @app.command("tiny-model")
 def tiny_model(
     texts: Path = typer.Argument(..., help="JSONL with a `text` column (or .txt, one text per line)"),

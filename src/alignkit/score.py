@@ -7,15 +7,12 @@ mean - k*std (Coste et al. 2023), which penalises responses the members disagree
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 
 import torch
 
 from alignkit.config import ModelSettings
 from alignkit.data.collate import pad_sequences
-from alignkit.data.io import Rows, read_rows
+from alignkit.data.io import Rows, read_rows, write_jsonl
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.errors import AlignkitError
 from alignkit.losses.reward import ENSEMBLE_MODES, ensemble_score
@@ -36,7 +33,7 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
         per_member.append(_score(model.eval(), examples, tokenizer.pad_token_id, batch_size))
     members = torch.stack(per_member)  # [N, rows]
     combined = ensemble_score(members, ensemble, k) if len(models) > 1 else members[0]
-    _write_jsonl(Path(out), [
+    write_jsonl(out, [
         {**row, "score": combined[i].item(), **({"scores": members[:, i].tolist()} if len(models) > 1 else {})}
         for i, row in enumerate(rows.rows)
     ])
@@ -62,13 +59,3 @@ def _score(model, examples: list[dict], pad_id: int, batch_size: int) -> torch.T
         scores.append(sequence_rewards(model, input_ids, mask).cpu())
     return torch.cat(scores)
 
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -115,3 +115,17 @@ def test_unavailable_tracker_is_a_config_time_error(tmp_path, tiny_model, world_
         pytest.skip("wandb is installed here")
     with pytest.raises(AlignkitError, match="wandb, which is not installed"):
         alignkit.run("sft", None, *sft_settings(tmp_path, tiny_model, world_dir, **{"train.trackers": "[wandb]"}))
+
+
+def test_generate_command_writes_n_samples_per_prompt(tmp_path, tiny_model, world_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(["Hi", "What is 2 + 2?"])))
+    out = cli("generate", str(tiny_model), str(prompts), str(tmp_path / "out.jsonl"), "--n", "3",
+              "--temperature", "0.8", "--max-new-tokens", "8", "--seed", "1")
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["sample"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert all(isinstance(r["completion"], str) and isinstance(r["truncated"], bool) for r in rows)
+    assert "wrote 6 completions" in out.stdout
+    again = cli("generate", str(tiny_model), str(prompts), str(tmp_path / "again.jsonl"), "--n", "3",
+                "--temperature", "0.8", "--max-new-tokens", "8", "--seed", "1")
+    assert again.returncode == 0 and (tmp_path / "again.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()

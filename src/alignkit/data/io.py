@@ -237,3 +237,19 @@ def _read_hub(source: str, split: str) -> Rows:
         ) from None
     rows = loaded.to_list()
     return Rows(source, rows, [f"{source}[{split}] row {i}" for i in range(len(rows))])
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    """Write rows as JSON lines atomically: a temp file in the same folder, fsynced, then renamed over `path`."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
