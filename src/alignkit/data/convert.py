@@ -9,16 +9,14 @@ row it keeps passes schema.row_problems. Pure Python: no datasets, no tokenizer,
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignkit.data.io import JSON_SUFFIXES, Rows, read_rows
+from alignkit.data.io import JSON_SUFFIXES, Rows, read_rows, write_jsonl
 from alignkit.data.schema import implicit_prompt, row_problems, validate_rows
 from alignkit.errors import AlignkitError
 
@@ -92,7 +90,7 @@ def convert_file(fmt: str, source: str | Path, out: str | Path) -> ConvertResult
         )
     locations = [f"{out.name}:{line}" for line in range(1, len(result.rows) + 1)]
     validate_rows(Rows(str(out), result.rows, locations), [result.kind])
-    _write_jsonl(out, result.rows)
+    write_jsonl(out, result.rows)
     return result
 
 
@@ -496,19 +494,3 @@ def _blank(value) -> bool:
 def _listed(locations: list[str]) -> str:
     more = f", ... and {len(locations) - LISTED:,} more" if len(locations) > LISTED else ""
     return ", ".join(locations[:LISTED]) + more
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    """One JSON object per line, written to a temp file and renamed, so `path` is never half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

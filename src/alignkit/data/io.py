@@ -240,16 +240,21 @@ def _read_hub(source: str, split: str) -> Rows:
 
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
-    """Write rows as JSON lines atomically: a temp file in the same folder, fsynced, then renamed over `path`."""
+    """Write rows as JSON lines atomically: a temp file in the same folder, fsynced, then renamed over `path`,
+    so `path` is never half written. NaN and infinity are refused (they are not JSON)."""
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -3,13 +3,15 @@
 Column names follow Hugging Face TRL's dataset formats (text; prompt/completion; prompt/chosen/
 rejected; prompt/completion/label; prompt/completions/labels). Every file draws from its own
 random stream seeded by (seed, file name), so the output is byte-for-byte the same for a given
-seed and scale, and held-out prompts never reach a training file. Standard library only.
+seed and scale, and held-out prompts never reach a training file. Standard library only (plus
+alignkit.data.io, which is too).
 """
 import json
 import os
 import random
 from pathlib import Path
 
+from alignkit.data.io import write_jsonl
 from alignkit.demo.annotators import DEFAULT_PANEL, LENGTH_BIASED_PANEL, borda_ranking, tally, thumbs_up, vote
 from alignkit.demo.judge import gold_score, gold_verdict
 from alignkit.demo.world import CATEGORIES, Task, World, everyday_sentence, sample_multi_step
@@ -205,8 +207,6 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def category_counts(rows: list[dict]) -> dict[str, int]:
