@@ -459,7 +459,7 @@ def test_convert_file_failing_mid_write_leaves_the_old_output(tmp_path, monkeypa
             raise OSError("disk full")
         return real_dumps(row, **kwargs)
 
-    monkeypatch.setattr("alignkit.data.convert.json.dumps", dumps_then_fail)
+    monkeypatch.setattr("alignkit.data.io.json.dumps", dumps_then_fail)
     with pytest.raises(OSError, match="disk full"):
         convert_file("dolly", FIXTURES / "dolly.jsonl", out)
     assert out.read_text() == "earlier output\n"
