@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from alignkit.config import RunConfig
+from alignkit.config import ModelSettings, RunConfig
 from alignkit.data.io import Rows, read_rows, split_holdout
 from alignkit.data.schema import validate_rows
 from alignkit.train.distributed import Dist, barrier, init_distributed
@@ -74,3 +74,8 @@ def create_run(recipe: str, cfg: RunConfig, d: Dist, reports: dict) -> Run:
     if d.is_main:
         print(reports["train"].summary())
     return run
+
+
+def reference_settings(model: ModelSettings, path: str | None) -> ModelSettings:
+    """The frozen reference: `path` (default: the policy's starting model), same dtype and trust rules, no LoRA."""
+    return ModelSettings(path=path or model.path, dtype=model.dtype, trust_remote_code=model.trust_remote_code)

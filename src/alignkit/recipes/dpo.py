@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from alignkit.config import DPOConfig, DPOSettings, ModelSettings
+from alignkit.config import DPOConfig, DPOSettings
 from alignkit.data.pairs import collate_pairs
 from alignkit.data.tokenize import tokenize_preference
 from alignkit.errors import AlignkitError
 from alignkit.losses.preference import orpo_nll, preference_loss, preference_metrics
 from alignkit.models.forward import pair_logps
 from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
-from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
+from alignkit.recipes.common import RunResult, create_run, finish, reference_settings, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
 
@@ -48,7 +48,7 @@ def main(cfg: DPOConfig) -> RunResult:
 
     reference = None
     if cfg.dpo.reference == "model":
-        reference = frozen_reference(load_reference(reference_settings(cfg), d.device))
+        reference = frozen_reference(load_reference(reference_settings(cfg.model, cfg.dpo.reference_path), d.device))
     elif cfg.dpo.reference == "adapter":
         reference = adapter_off_reference(policy)
     elif cfg.dpo.reference == "cached":
@@ -86,11 +86,6 @@ def dpo_loss_step(model, batch: dict, settings: DPOSettings, reference=None):
         losses = losses + settings.nll_weight * (-chosen / chosen_len)
     metrics = preference_metrics(chosen_rewards, rejected_rewards, chosen.detach(), rejected.detach())
     return losses.sum(), metrics
-
-
-def reference_settings(cfg: DPOConfig) -> ModelSettings:
-    return ModelSettings(path=cfg.dpo.reference_path or cfg.model.path, dtype=cfg.model.dtype,
-                         trust_remote_code=cfg.model.trust_remote_code)
 
 
 def frozen_reference(model):
@@ -135,7 +130,7 @@ def attach_reference_cache(cfg: DPOConfig, run_dir: Path, pairs: list[dict], col
     if cfg.dpo.reference_cache:
         chosen, rejected = read_cache(Path(cfg.dpo.reference_cache), key, len(pairs))
     else:
-        score = frozen_reference(load_reference(reference_settings(cfg), device))
+        score = frozen_reference(load_reference(reference_settings(cfg.model, cfg.dpo.reference_path), device))
         chosen, rejected = [], []
         for start in range(0, len(pairs), cfg.train.batch_size):
             c, r = score(collate(pairs[start : start + cfg.train.batch_size]))

@@ -12,7 +12,7 @@ from functools import partial
 
 import torch
 
-from alignkit.config import KTOConfig, KTOSettings, ModelSettings
+from alignkit.config import KTOConfig, KTOSettings
 from alignkit.data.collate import pad_sequences
 from alignkit.data.io import Rows
 from alignkit.data.schema import detect_kind, preference_conversation
@@ -20,7 +20,7 @@ from alignkit.data.tokenize import tokenize_sft
 from alignkit.losses.kto import kl_reference_point, kto_loss, kto_metrics
 from alignkit.models.forward import next_token_logps
 from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
-from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
+from alignkit.recipes.common import RunResult, create_run, finish, reference_settings, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
 
@@ -40,9 +40,7 @@ def main(cfg: KTOConfig) -> RunResult:
     if cfg.kto.reference == "adapter":
         reference = unwrap(policy)
     else:
-        reference = load_reference(ModelSettings(path=cfg.kto.reference_path or cfg.model.path,
-                                                 dtype=cfg.model.dtype,
-                                                 trust_remote_code=cfg.model.trust_remote_code), d.device)
+        reference = load_reference(reference_settings(cfg.model, cfg.kto.reference_path), d.device)
     collate = lambda examples: to_device(collate_kto(examples, tokenizer.pad_token_id), d.device)  # noqa: E731
     step = partial(kto_loss_step, settings=cfg.kto, reference=reference)
     result = fit(run, policy, train_examples, collate, step, weight_key="num_rows", eval_examples=eval_examples)
@@ -100,7 +98,7 @@ def kto_loss_step(model, batch: dict, settings: KTOSettings, reference):
     policy_logps = sequence_logps(model, batch, "")
     with torch.no_grad():
         kl_policy = sequence_logps(model, batch, "kl_")
-        with _reference_mode(model, reference, settings.reference):
+        with _reference_mode(reference, settings.reference):
             ref_logps = sequence_logps(reference, batch, "")
             kl_ref = sequence_logps(reference, batch, "kl_")
     z0 = kl_reference_point(kl_policy, kl_ref)
@@ -121,7 +119,7 @@ def sequence_logps(model, batch: dict, prefix: str) -> torch.Tensor:
 class _reference_mode:
     """For reference=adapter, the reference is the policy itself with its LoRA adapter off (and in eval mode)."""
 
-    def __init__(self, policy, reference, kind: str) -> None:
+    def __init__(self, reference, kind: str) -> None:
         self.model = unwrap(reference) if kind == "adapter" else None
         self.context = None
 
