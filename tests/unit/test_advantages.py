@@ -150,3 +150,34 @@ def test_overlong_penalty_by_hand():
     torch.testing.assert_close(penalties, torch.tensor([0.0, 0.0, -0.25, -0.5, -1.0, -1.0, -1.0]))
     with pytest.raises(ValueError, match="cache_len"):
         overlong_penalty(lengths, max_len=20, cache_len=0)
+
+
+def test_masked_group_advantages_use_only_valid_samples_by_hand():
+    from alignkit.ops.advantages import masked_group_advantages
+
+    nan = float("nan")
+    # group 0: sample 2 failed; the baseline is over rewards (1, 0, 1) only, as a group of 3.
+    # group 1: all valid. group 2: one valid sample, so no baseline: nothing usable.
+    rewards = torch.tensor([1.0, 0.0, nan, 1.0, 2.0, 0.0, 0.0, 2.0, nan, 5.0, nan, nan])
+    valid = ~torch.isnan(rewards)
+    adv, usable = masked_group_advantages("dr_grpo", rewards, valid, 4)
+    third = 1 / 3
+    expected = [1 - 2 * third, -2 * third, 0.0, 1 - 2 * third, 1.0, -1.0, -1.0, 1.0, 0, 0, 0, 0]
+    assert torch.allclose(adv, torch.tensor(expected), atol=1e-6)
+    assert usable.tolist() == [True, True, False, True, True, True, True, True, False, False, False, False]
+    assert not torch.isnan(adv).any()
+    # rloo on the valid subset (1, 0, 1): 1 - (0 + 1)/2 = 0.5, 0 - (1 + 1)/2 = -1
+    adv, _ = masked_group_advantages("rloo", rewards, valid, 4)
+    assert torch.allclose(adv[:4], torch.tensor([0.5, -1.0, 0.0, 0.5]))
+    # all valid: identical to the plain function
+    full = torch.tensor([1.0, 0.0, 3.0, 2.0])
+    adv, usable = masked_group_advantages("grpo", full, torch.ones(4, dtype=torch.bool), 4)
+    assert torch.allclose(adv, grpo_advantages(full, 4)) and usable.all()
+
+
+def test_dynamic_sampling_keep_compares_valid_samples_only():
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 1.0, nan, 0.0, 1.0, nan, 1.0, 1.0, 1.0, nan, nan, nan])
+    valid = ~torch.isnan(rewards)
+    # group 0 varies among its valid samples; group 1's valid ones are all 1; group 2 has one valid sample
+    assert dynamic_sampling_keep(rewards, 4, valid).tolist() == [True, False, False]

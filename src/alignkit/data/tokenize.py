@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from alignkit.data.io import Rows
-from alignkit.data.schema import preference_conversation, ranked_to_pairs, sft_conversation, validate_rows
+from alignkit.data.schema import (
+    as_messages,
+    preference_conversation,
+    ranked_to_pairs,
+    sft_conversation,
+    validate_rows,
+)
 from alignkit.errors import AlignkitError
 
 if TYPE_CHECKING:
@@ -171,6 +177,40 @@ def tokenize_preference(
                 **({"margin": pair["margin"]} if "margin" in pair else {}),
             }
         )
+    report.kept = len(examples)
+    return examples, report
+
+
+def tokenize_prompts(
+    rows: Rows, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str
+) -> tuple[list[dict], TokenizeReport]:
+    """Examples {"prompt_ids", "row", "location"} from prompt rows, for sampling (PPO, GRPO, eval).
+
+    The prompt (a string, one user turn, or a message list) is rendered with the generation prompt, so the
+    model continues with the assistant's reply. `row` is the index of the source row, whose other columns a
+    reward function receives. Over-long prompts follow the truncation policy: an error, cut from the left
+    (the generation prompt at the end stays), or dropped; each cut and drop is in the report.
+    """
+    if truncation not in TRUNCATIONS:
+        raise AlignkitError(f"data.truncation={truncation!r}; choose one of: {', '.join(TRUNCATIONS)}")
+    kind = validate_rows(rows, ["prompt"])
+    report = TokenizeReport(kind, rows=len(rows), kept=0, max_length=max_length, truncation=truncation)
+    encoded = []
+    for index, (row, location) in enumerate(zip(rows.rows, rows.locations)):
+        text = render_messages(tokenizer, as_messages(row["prompt"], "user"), add_generation_prompt=True)
+        encoded.append((index, location, tokenizer.encode(text, add_special_tokens=False)))
+    if truncation == "error":
+        _raise_if_over_length([(loc, len(ids)) for _, loc, ids in encoded], max_length, "the prompt", "prompts",
+                              setting="data.max_prompt_length")
+    examples = []
+    for index, location, ids in encoded:
+        if len(ids) > max_length:
+            if truncation == "drop":
+                report.dropped.append((location, f"{len(ids)} tokens, over max_length={max_length}"))
+                continue
+            report.truncated.append((location, len(ids), max_length))
+            ids = ids[len(ids) - max_length :]
+        examples.append({"prompt_ids": ids, "row": index, "location": location})
     report.kept = len(examples)
     return examples, report
 
@@ -377,7 +417,8 @@ def _check_policy(truncation: str, max_length: int) -> None:
         raise AlignkitError(f"data.max_length={max_length} leaves no room for a prompt and a response")
 
 
-def _raise_if_over_length(lengths: list[tuple[str, int]], max_length: int, what: str, items: str) -> None:
+def _raise_if_over_length(lengths: list[tuple[str, int]], max_length: int, what: str, items: str,
+                          setting: str = "data.max_length") -> None:
     """The `error` policy: stop before training, naming the first long row and counting all of them."""
     over = [(location, length) for location, length in lengths if length > max_length]
     if not over:
@@ -385,9 +426,9 @@ def _raise_if_over_length(lengths: list[tuple[str, int]], max_length: int, what:
     location, length = over[0]
     longest = max(length for _, length in over)
     raise AlignkitError(
-        f"{location}: {what} is {length:,} tokens, over max_length={max_length} "
+        f"{location}: {what} is {length:,} tokens, over {setting.split('.')[-1]}={max_length} "
         f"({len(over):,} of {len(lengths):,} {items} are over; the longest is {longest:,}): "
-        "raise data.max_length, or set data.truncation=left (cut prompts from the left) "
+        f"raise {setting}, or set data.truncation=left (cut prompts from the left) "
         "or data.truncation=drop"
     )
 

@@ -99,15 +99,20 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * attention_mask.bool()).argmax(dim=1)
 
 
-def token_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def token_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The head applied at every position: [B, T] (values for a critic)."""
-    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids).last_hidden_state  # [B, T, H]
     return score_head(model)(hidden).squeeze(-1).float()
 
 
-def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """One reward per sequence, read at its last real token: [B, T] -> [B]."""
-    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """One reward per sequence, read at its last real token: [B, T] -> [B]. Left-padded rows should pass
+    position_ids that count real tokens only (RoPE models give the same scores either way)."""
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids).last_hidden_state  # [B, T, H]
     last = last_token_index(attention_mask)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
     return score_head(model)(pooled).squeeze(-1).float()

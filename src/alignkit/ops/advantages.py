@@ -121,12 +121,22 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 GROUP_ADVANTAGES = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
 
 
-def dynamic_sampling_keep(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+def dynamic_sampling_keep(
+    rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """DAPO dynamic sampling, Yu et al. 2025, eq. 11: keep only groups whose rewards are not all equal
     (all-equal groups have zero group-relative advantage and no gradient). [B] -> [B/G] bool.
+
+    With `valid` [B] bool, only the valid samples' rewards are compared (a group with fewer than two valid
+    samples is not kept).
     """
     grouped = _groups(rewards, group_size)
-    return grouped.amax(dim=1) != grouped.amin(dim=1)
+    if valid is None:
+        return grouped.amax(dim=1) != grouped.amin(dim=1)
+    members = valid.view(-1, group_size)
+    highest = torch.where(members, grouped, torch.full_like(grouped, float("-inf"))).amax(dim=1)
+    lowest = torch.where(members, grouped, torch.full_like(grouped, float("inf"))).amin(dim=1)
+    return (members.sum(dim=1) >= 2) & (highest != lowest)
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> torch.Tensor:
@@ -145,3 +155,29 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> tor
     lengths = lengths.float()
     ramp = ((max_len - cache_len) - lengths) / cache_len
     return ramp.clamp(min=-1.0, max=0.0)
+
+
+def masked_group_advantages(
+    kind: str, rewards: torch.Tensor, valid: torch.Tensor, group_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group-relative advantages (GROUP_ADVANTAGES[kind]) when some samples have no reward (a reward
+    function failed on them). [B] float, [B] bool -> advantages [B], usable [B] bool.
+
+    A failed sample is masked out, never scored as 0: each group's baseline is computed over its valid
+    samples only, as if the group had been that size. Invalid samples get advantage 0 and usable False; a
+    group with fewer than 2 valid samples has no baseline, so none of its samples is usable.
+    """
+    if rewards.shape != valid.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and valid {tuple(valid.shape)} differ in shape")
+    grouped = _groups(rewards, group_size)  # [B/G, G]
+    grouped_valid = valid.view(-1, group_size)
+    advantages = torch.zeros_like(grouped)
+    usable = torch.zeros_like(grouped_valid)
+    for g in range(grouped.shape[0]):
+        members = grouped_valid[g]
+        count = int(members.sum())
+        if count < 2:
+            continue
+        advantages[g, members] = GROUP_ADVANTAGES[kind](grouped[g, members], count)
+        usable[g] = members
+    return advantages.flatten(), usable.flatten()
