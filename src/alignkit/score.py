@@ -26,11 +26,7 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
     rows = read_rows(source)
     as_sft = Rows(rows.source, [_prompt_completion(r, where) for r, where in zip(rows.rows, rows.locations)],
                   rows.locations)
-    per_member = []
-    for path in models:
-        model, tokenizer = load_scalar_model(ModelSettings(path=path), new_head=False)
-        examples, _ = tokenize_sft(as_sft, tokenizer, max_length, "error")
-        per_member.append(_score(model.eval(), examples, tokenizer.pad_token_id, batch_size))
+    per_member = [score_rows(path, as_sft, max_length, batch_size) for path in models]
     members = torch.stack(per_member)  # [N, rows]
     combined = ensemble_score(members, ensemble, k) if len(models) > 1 else members[0]
     write_jsonl(out, [
@@ -38,6 +34,14 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
         for i, row in enumerate(rows.rows)
     ])
     return {"rows": len(rows), "mean": combined.mean().item(), "std": combined.std().item() if len(rows) > 1 else 0.0}
+
+
+def score_rows(model_path: str, rows: Rows, max_length: int = 1024, batch_size: int = 16) -> torch.Tensor:
+    """Scores [rows] of prompt/completion rows under the reward model in `model_path` (read at the last
+    token of prompt + completion, rendered as the model's training rows were)."""
+    model, tokenizer = load_scalar_model(ModelSettings(path=model_path), new_head=False)
+    examples, _ = tokenize_sft(rows, tokenizer, max_length, "error")
+    return _score(model.eval(), examples, tokenizer.pad_token_id, batch_size)
 
 
 def _prompt_completion(row: dict, where: str) -> dict:
