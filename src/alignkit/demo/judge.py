@@ -119,14 +119,18 @@ def score_knowledge(world: World, task: Task, reply: str) -> float:
     return score * MIXED_ANSWER if correct and named - {value} else score
 
 
-def score_false_premise(world: World, task: Task, reply: str) -> float:
+def premise_values_named(task: Task, reply: str) -> tuple[bool, bool]:
+    """Does the reply to a false-premise prompt name the true value, and the false one the prompt asserts?"""
     attribute = ATTRIBUTE_BY_KEY[task.family]
     right, wrong = typed_value(attribute, task.answer), typed_value(attribute, task.wrong)
     if attribute.domain == "number":
         named = {number_of(n) for n in NUMBERS.findall(reply)}
-        has_right, has_wrong = right in named, wrong in named
-    else:
-        has_right, has_wrong = mentions(reply, right), mentions(reply, wrong)
+        return right in named, wrong in named
+    return mentions(reply, right), mentions(reply, wrong)
+
+
+def score_false_premise(world: World, task: Task, reply: str) -> float:
+    has_right, has_wrong = premise_values_named(task, reply)
     negated = NEGATION.search(reply) is not None
     if has_right and (negated or not has_wrong):
         return answered(True, reply)
