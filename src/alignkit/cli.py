@@ -137,6 +137,40 @@ def generate_cmd(
           f"{summary['truncated']:,} cut at max_new_tokens)")
 
 
+@app.command("eval")
+def eval_cmd(
+    policy: str = typer.Argument(..., help="the model folder to evaluate (e.g. runs/dpo/final)"),
+    prompts: Path = typer.Argument(..., help="held-out prompts: rows with `prompt` (and `category`), "
+                                             "e.g. the demo's prompts_eval.jsonl"),
+    baseline: Optional[str] = typer.Option(None, help="a model folder to compare against (e.g. runs/sft/final)"),
+    baseline_column: Optional[str] = typer.Option(None, help="or: a column of PROMPTS with reference responses"),
+    judge: str = typer.Option("gold", help="gold (the demo world's judge) or reward-model"),
+    reward_model: Optional[str] = typer.Option(None, help="a reward model folder: judges with --judge "
+                                                          "reward-model; otherwise adds mean reward"),
+    reference: Optional[str] = typer.Option(None, help="a model folder to measure KL(policy || reference) against"),
+    out: Path = typer.Option(Path("runs/eval"), help="folder for eval.json and samples.jsonl"),
+    n: int = typer.Option(1, help="samples per prompt"),
+    temperature: float = typer.Option(0.0, help="0 is greedy"),
+    top_p: float = typer.Option(1.0),
+    max_new_tokens: int = typer.Option(128),
+    seed: int = typer.Option(0, help="sampling seed"),
+    limit: Optional[int] = typer.Option(None, help="evaluate the first LIMIT prompts only"),
+    world_seed: int = typer.Option(0, help="seed of the demo world the prompts come from (gold judge)"),
+    batch_size: int = typer.Option(64, help="prompts sampled together"),
+    max_length: int = typer.Option(1024, help="longest prompt+response the reward model scores, in tokens"),
+) -> None:
+    """A policy against a baseline on held-out prompts: win rate with a 95% interval, per category and
+    length-controlled; KL, lengths, distinct-n and reward-hacking diagnostics. Writes eval.json, samples.jsonl."""
+    from alignkit.eval.run import EvalSettings, evaluate
+
+    evaluate(EvalSettings(
+        policy=policy, prompts=str(prompts), out=str(out), baseline=baseline, baseline_column=baseline_column,
+        judge=judge, reward_model=reward_model, reference=reference, world_seed=world_seed, n=n,
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, limit=limit,
+        batch_size=batch_size, max_length=max_length,
+    ))
+
+
 @app.command("tiny-model")
 def tiny_model(
     texts: Path = typer.Argument(..., help="JSONL with a `text` column (or .txt, one text per line)"),

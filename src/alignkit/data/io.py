@@ -242,6 +242,21 @@ def _read_hub(source: str, split: str) -> Rows:
 def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
     """Write rows as JSON lines atomically: a temp file in the same folder, fsynced, then renamed over `path`,
     so `path` is never half written. NaN and infinity are refused (they are not JSON)."""
+
+    def write(f) -> None:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+
+    return _write_atomically(path, write)
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write one indented JSON document atomically, as write_jsonl does; NaN and infinity are refused."""
+    return _write_atomically(
+        path, lambda f: f.write(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"))
+
+
+def _write_atomically(path: str | Path, write) -> Path:
     import os
 
     path = Path(path)
@@ -249,8 +264,7 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -137,19 +137,13 @@ def judge_model(model_dir: Path, prompts: list[dict], seed: int, max_new_tokens:
 
 def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: int = 64):
     """Greedy completions of prompts (rendered with the model's chat template), and whether each ended with EOS."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from alignkit.eval.sampling import sample_responses
+    from alignkit.generation.sampler import SamplingSettings
 
-    from alignkit.generation.sampler import SamplingSettings, generate
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=0.0)
-    answers, stopped = [], []
-    for start in range(0, len(prompts), batch_size):
-        out = generate(model, tokenizer, prompts[start : start + batch_size], settings)
-        answers += [text.strip() for text in out.texts]
-        stopped += (~out.truncated).tolist()  # no stop strings here: not truncated means it emitted EOS
-    return answers, stopped
+    responses = sample_responses(str(model_dir), prompts, settings, batch_size)
+    # no stop strings here: not truncated means it emitted EOS
+    return responses.texts, [not truncated for truncated in responses.truncated]
 
 
 def format_summary(results: dict, stages: list[Stage]) -> str:
