@@ -81,3 +81,19 @@ def test_bad_input_names_the_row_the_field_and_the_fix(tmp_path, tiny_model, wor
 
     greedy = cli("eval", str(tiny_model), str(prompts), "--baseline", str(tiny_model), "--n", "4", check=False)
     assert greedy.returncode == 2 and "--temperature" in greedy.stderr
+
+
+def test_sequence_logps_agree_with_the_samplers_incremental_logps(tiny_model, world_dir):
+    # two computations of log pi(y|x): the sampler's, one token at a time with a KV cache over left-padded
+    # prompts, and eval's, one right-padded forward over prompt + response
+    from alignkit.eval.sampling import load_frozen, sequence_logps
+    from alignkit.generation.sampler import SamplingSettings, generate
+
+    model, tokenizer = load_frozen(str(tiny_model))
+    prompts = [row["prompt"] for row in read_jsonl(world_dir / "prompts_eval.jsonl")[:4]]
+    out = generate(model, tokenizer, prompts, SamplingSettings(max_new_tokens=12, temperature=1.0, n=2, seed=0))
+    tokens = [(p[pm].tolist(), r[rm].tolist())
+              for p, pm, r, rm in zip(out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)]
+    expected = out.logps.sum(-1).tolist()
+    assert max(expected) < -1.0  # twelve tokens of an untrained model: far from certain
+    assert sequence_logps(model, tokens, batch_size=3) == pytest.approx(expected, abs=1e-3)
