@@ -161,3 +161,13 @@ def test_equal_lengths_leave_the_win_rate_as_it_is():
     lc = length_controlled_win_rate(["a"] * 6 + ["tie"] * 2 + ["b"] * 2, [5] * 10, [5] * 10)
     assert lc["phi"] == 0.0 and lc["length_scale"] == 0.0
     assert lc["win_rate"] == pytest.approx(0.7, abs=0.002)  # the small ridge pulls it a hair toward 0.5
+
+
+def test_the_pure_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, alignkit.eval.winrate, alignkit.eval.diagnostics, alignkit.eval.demo_checks;"
+            "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
