@@ -64,6 +64,12 @@ def kto(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs
 
 
 @app.command()
+def prm(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
+    """A process reward model from stepwise rows: a correctness score for every step, read at its last token."""
+    _train("prm", config, overrides, procs)
+
+
+@app.command()
 def init(
     recipe: str = typer.Argument(..., help="pretrain, sft, reward, ..."),
     directory: Path = typer.Argument(Path("."), help="where to write RECIPE.yaml"),
@@ -110,6 +116,37 @@ def score(
 
     summary = score_file(model, str(source), str(out), ensemble, k, max_length)
     print(f"scored {summary['rows']:,} rows: mean {summary['mean']:.4f}, std {summary['std']:.4f} -> {out}")
+
+
+@app.command("best-of-n")
+def best_of_n_cmd(
+    model: str = typer.Argument(..., help="the policy: a causal LM folder (e.g. runs/sft/final)"),
+    prompts: Path = typer.Argument(..., help="rows with a `prompt` column (string or message list)"),
+    out: Path = typer.Argument(..., help="output JSONL: each row plus the chosen completion, its score, all scores"),
+    reward: str = typer.Option(..., "--reward", help="a reward model or a PRM folder (detected by its prm.json)"),
+    n: int = typer.Option(8, help="samples per prompt"),
+    reduce: Optional[str] = typer.Option(None, help="PRM only: min (default), product or last"),
+    gold: bool = typer.Option(False, help="demo-world prompts: also report the gold judge's scores"),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(1.0),
+    max_new_tokens: int = typer.Option(64),
+    seed: Optional[int] = typer.Option(0, help="sampling seed"),
+    batch_size: int = typer.Option(16, help="prompts sampled together"),
+) -> None:
+    """Sample N responses per prompt and keep the one the reward scores highest; report the gain over one sample."""
+    from alignkit.best_of_n import best_of_n
+    from alignkit.generation.sampler import SamplingSettings
+
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    s = best_of_n(model, str(prompts), str(out), reward, n, reduce, gold, settings, batch_size)
+    print(f"best of {n} for {s['prompts']:,} prompts -> {out} (sampling {s['sampling_s']:.1f} s, "
+          f"scoring {s['scoring_s']:.1f} s)")
+    if s["scored_prompts"]:
+        print(f"reward: chosen {s['reward_chosen']:.4f} vs first sample {s['reward_first']:.4f} "
+              f"({s['reward_chosen'] - s['reward_first']:+.4f}) over {s['scored_prompts']:,} scored prompts")
+    if "gold_chosen" in s:
+        print(f"gold judge: chosen {s['gold_chosen']:.4f} vs first sample {s['gold_first']:.4f} "
+              f"({s['gold_chosen'] - s['gold_first']:+.4f})")
 
 
 @app.command("generate")

@@ -122,6 +122,16 @@ class RewardConfig(RunConfig):
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
+class PRMSettings(Section):
+    step_separator: str = Field(
+        "\n", min_length=1, description="joins a row's steps into one reply; scoring splits completions at it")
+
+
+class PRMConfig(RunConfig):
+    data: DataSettings
+    prm: PRMSettings = Field(default_factory=PRMSettings)
+
+
 PREFERENCE_LOSSES = ("sigmoid", "ipo", "conservative", "robust", "hinge", "simpo", "orpo")
 REFERENCE_FREE = ("simpo", "orpo")
 # Options that only some losses read; setting one for another loss is an error, not a silent no-op.
@@ -197,7 +207,7 @@ class KTOConfig(RunConfig):
 
 
 CONFIGS: dict[str, type[RunConfig]] = {
-    "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig,
+    "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig, "prm": PRMConfig,
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from alignkit.config import load_config, recipe_of
 
 DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"], "dpo": ["preference", "ranked"],
-              "kto": ["unpaired", "preference"]}
+              "kto": ["unpaired", "preference"], "prm": ["stepwise"]}
 
 
 def validate_config_and_data(config: Path, overrides: list[str]) -> int:
