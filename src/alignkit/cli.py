@@ -64,6 +64,18 @@ def kto(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs
 
 
 @app.command()
+def ppo(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """PPO against a reward model with a KL penalty to a frozen reference (policy, reference, reward, value)."""
+    _train("ppo", config, overrides, 1)
+
+
+@app.command()
+def grpo(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """GRPO / Dr. GRPO / DAPO / RLOO: G samples per prompt, reward functions, a group baseline, no critic."""
+    _train("grpo", config, overrides, 1)
+
+
+@app.command()
 def prm(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs: int = PROCS) -> None:
     """A process reward model from stepwise rows: a correctness score for every step, read at its last token."""
     _train("prm", config, overrides, procs)

@@ -206,8 +206,134 @@ class KTOConfig(RunConfig):
         return self
 
 
+class PromptDataSettings(Section):
+    train: str = Field(description="prompt rows: a `prompt` column; every other column reaches the reward functions")
+    eval: str | None = Field(None, description="held-out prompts, answered greedily and scored at each evaluation")
+    max_prompt_length: int = Field(256, ge=1, description="tokens per prompt, chat template included")
+    truncation: Literal["error", "left", "drop"] = Field(
+        "error", description="prompts over max_prompt_length: error out, cut from the left, or drop them")
+
+
+class RolloutSettings(Section):
+    """How the policy samples its training responses. No top-k / top-p: the ratio pi / pi_old that PPO takes
+    must be over the distribution that was actually sampled, which is the policy's at `temperature`."""
+
+    max_new_tokens: int = Field(64, ge=1, description="response length limit; longer responses are cut")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature; log-probs use the same one")
+    stop_strings: list[str] = Field(default_factory=list, description="end a response at any of these")
+
+
+class RLTrainSettings(TrainSettings):
+    """For RL recipes a step is one rollout of batch_size prompts plus the updates on it; epochs and
+    max_steps count rollouts. Each minibatch of the rollout is one optimizer step."""
+
+    batch_size: int = Field(8, ge=1, description="prompts per rollout")
+
+    @model_validator(mode="after")
+    def _no_accumulation(self) -> RLTrainSettings:
+        if self.grad_accum != 1:
+            raise ValueError("RL recipes take one optimizer step per minibatch: set the minibatch size "
+                             "(ppo.minibatch_size / grpo.minibatch_size) instead of train.grad_accum")
+        return self
+
+
+class PPOSettings(Section):
+    reward_model: str = Field(description="a reward model folder (the final/ of `alignkit reward`)")
+    value_model: str | None = Field(None, description="the critic's starting point; default: the reward model")
+    reference: Literal["model", "adapter"] = Field("model", description="a frozen copy, or the policy with LoRA off")
+    reference_path: str | None = Field(None, description="the reference model folder; default: model.path")
+    kl_coef: float = Field(0.05, ge=0.0, description="beta of the per-token KL penalty in the reward")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="the per-token KL estimate (ops/kl.py)")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL (Ziegler et al. 2019): the target KL")
+    kl_horizon: float = Field(10_000, gt=0, description="adaptive KL horizon, in samples")
+    gamma: float = Field(1.0, ge=0.0, le=1.0, description="GAE discount")
+    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
+    epochs: int = Field(4, ge=1, description="passes over each rollout")
+    minibatch_size: int = Field(8, ge=1, description="sequences per optimizer step")
+    clip: float = Field(0.2, gt=0, description="policy ratio clip epsilon")
+    value_clip: float = Field(0.2, gt=0, description="how far a value may move from the rollout's value")
+    vf_coef: float = Field(0.1, ge=0.0, description="weight of the value loss in the total loss")
+    whiten_advantages: bool = Field(True, description="advantages to mean 0, std 1 over the rollout")
+    normalize_reward: bool = Field(True, description="(score - mean) / std with the reward run's reward_stats.json")
+    reward_clip: float | None = Field(5.0, gt=0, description="clip normalised scores to [-c, c]; null: no clip")
+    missing_eos_penalty: float | None = Field(
+        None, ge=0.0, description="subtracted from the score of a response cut at max_new_tokens")
+
+
+class PPOConfig(RunConfig):
+    data: PromptDataSettings
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    train: RLTrainSettings = Field(default_factory=RLTrainSettings)
+    ppo: PPOSettings
+
+    @model_validator(mode="after")
+    def _checks(self) -> PPOConfig:
+        if self.ppo.reference == "adapter" and self.model.lora is None:
+            raise ValueError("ppo.reference=adapter needs model.lora")
+        return self
+
+
+class RewardSpec(Section):
+    """One term of the reward: a function (a built-in name or "module:function") or a reward model folder."""
+
+    function: str | None = Field(None, description="exact_match, repetition_penalty, or module:function")
+    model: str | None = Field(None, description="a reward model folder, scored at the last real token")
+    weight: float = 1.0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RewardSpec:
+        if (self.function is None) == (self.model is None):
+            raise ValueError("a reward names exactly one of `function` or `model`")
+        return self
+
+
+GRPO_VARIANTS = ("grpo", "dr_grpo", "dapo", "rloo")
+
+
+class GRPOSettings(Section):
+    rewards: list[RewardSpec] = Field(min_length=1, description="summed with their weights")
+    group_size: int = Field(8, ge=2, description="samples per prompt (G)")
+    variant: Literal[GRPO_VARIANTS] = Field(
+        "grpo", description="grpo: (r - mean) / std in the group, sequence mean; dr_grpo: r - mean, constant "
+        "length normaliser; dapo: token mean, clip-higher, dynamic sampling, overlong penalty; rloo: "
+        "leave-one-out baseline, token mean")
+    epochs: int = Field(1, ge=1, description="passes over each rollout (1: on-policy, the ratio is 1)")
+    minibatch_size: int | None = Field(None, ge=1, description="sequences per optimizer step; default: all")
+    clip_low: float | None = Field(None, gt=0, description="default 0.2")
+    clip_high: float | None = Field(None, gt=0, description="default 0.2, dapo 0.28")
+    kl_coef: float = Field(0.0, ge=0.0, description="weight of the k3 KL to the reference in the loss; 0: none")
+    reference: Literal["model", "adapter"] = Field("model", description="used only when kl_coef > 0")
+    reference_path: str | None = Field(None, description="default: model.path")
+    overlong_cache: int | None = Field(
+        None, ge=1, description="dapo's soft overlong penalty ramps over the last this many tokens; "
+        "default for dapo: max_new_tokens // 4")
+    reward_timeout_s: float | None = Field(60.0, gt=0, description="a reward call past this is a failure")
+
+    @model_validator(mode="after")
+    def _checks(self) -> GRPOSettings:
+        if self.overlong_cache is not None and self.variant != "dapo":
+            raise ValueError("overlong_cache is read only by variant dapo")
+        return self
+
+
+class GRPOConfig(RunConfig):
+    data: PromptDataSettings
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    train: RLTrainSettings = Field(default_factory=RLTrainSettings)
+    grpo: GRPOSettings
+
+    @model_validator(mode="after")
+    def _checks(self) -> GRPOConfig:
+        if self.grpo.kl_coef > 0 and self.grpo.reference == "adapter" and self.model.lora is None:
+            raise ValueError("grpo.reference=adapter needs model.lora")
+        if self.grpo.overlong_cache is not None and self.grpo.overlong_cache > self.rollout.max_new_tokens:
+            raise ValueError("grpo.overlong_cache must be at most rollout.max_new_tokens")
+        return self
+
+
 CONFIGS: dict[str, type[RunConfig]] = {
-    "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig, "prm": PRMConfig,
+    "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig,
+    "ppo": PPOConfig, "grpo": GRPOConfig, "prm": PRMConfig,
 }
 
 

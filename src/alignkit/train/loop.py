@@ -68,7 +68,7 @@ def fit(
     metrics: dict[str, float] = {}
     bad_in_a_row, tokens_seen, started = 0, 0, time.perf_counter()
     model.train()
-    with _StopOnSignal() as stop, _progress(d.is_main, total_steps, step) as bar:
+    with StopOnSignal() as stop, _progress(d.is_main, total_steps, step) as bar:
         while step < total_steps:
             lr = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
@@ -244,7 +244,7 @@ def _result(step, stopped, metrics, started, tokens, device) -> FitResult:
     return FitResult(step, stopped, metrics, seconds, tokens / max(seconds, 1e-9), peak)
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """SIGTERM or a first Ctrl-C asks the loop to save and stop after the current step; a second Ctrl-C aborts."""
 
     def __init__(self) -> None:
@@ -256,7 +256,7 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __enter__(self) -> _StopOnSignal:
+    def __enter__(self) -> StopOnSignal:
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)

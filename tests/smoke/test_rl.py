@@ -1,0 +1,156 @@
+"""`alignkit ppo` and `alignkit grpo` on the demo world with a tiny model: the optimised reward rises on held-out
+prompts while the KL to the reference stays bounded, failing rewards are masked rather than scored 0, and a
+run resumes exactly."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import alignkit
+from alignkit.errors import AlignkitError
+
+
+@pytest.fixture(scope="module")
+def sft_model(tmp_path_factory, tiny_model, world_dir):
+    # Longer than the DPO tests' SFT: RL needs a policy whose samples are already partly right.
+    out = tmp_path_factory.mktemp("sft")
+    result = alignkit.run(
+        "sft", None, "name=sft", f"output_dir={out}", f"model.path={tiny_model}",
+        f"data.train={world_dir / 'sft.jsonl'}", "data.max_length=128", "train.lr=3e-3", "train.batch_size=16",
+        "train.max_steps=600", "train.warmup_steps=20", "train.threads=1", "train.log_every=100",
+    )
+    return result.path / "final"
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory, sft_model, world_dir):
+    out = tmp_path_factory.mktemp("rm")
+    result = alignkit.run(
+        "reward", None, "name=rm", f"output_dir={out}", f"model.path={sft_model}",
+        f"data.train={world_dir / 'prefs.jsonl'}", "data.max_length=160", "train.lr=3e-3", "train.batch_size=16",
+        "train.max_steps=120", "train.warmup_steps=5", "train.threads=1", "train.log_every=40",
+    )
+    return result.path / "final"
+
+
+def lines(path):
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def ppo(tmp_path, sft_model, reward_model, world_dir, name, *extra):
+    return alignkit.run(
+        "ppo", None, f"name={name}", f"output_dir={tmp_path}", f"model.path={sft_model}",
+        f"data.train={world_dir / 'prompts.jsonl'}", f"ppo.reward_model={reward_model}",
+        "rollout.max_new_tokens=48", "train.batch_size=16", "train.threads=1", *extra,
+    )
+
+
+def test_ppo_raises_the_reward_models_score_with_bounded_kl(tmp_path, sft_model, reward_model, world_dir):
+    run = ppo(tmp_path, sft_model, reward_model, world_dir, "ppo", f"data.eval={world_dir / 'prompts_eval.jsonl'}",
+              "train.lr=5e-5", "train.max_steps=40", "train.eval_every=20")
+    logged = lines(run.path)
+    evals = [x["eval/score"] for x in logged if "eval/score" in x]
+    assert len(evals) == 3  # step 0 (the SFT model), 20, 40
+    assert evals[-1] > evals[0] + 0.1, evals  # held-out prompts, greedy answers, scored by the reward model
+    steps = [x for x in logged if "objective/kl" in x]
+    assert len(steps) == 40
+    assert abs(steps[0]["objective/kl"]) < 0.05  # the first rollout comes from the reference itself
+    assert max(x["objective/kl"] for x in steps) < 5.0  # the KL penalty holds the policy near the reference
+    for key in ("objective/scores", "objective/rlhf_reward", "policy/entropy", "policy/clipfrac",
+                "policy/approxkl", "val/loss", "val/explained_variance", "response_length", "no_eos_rate",
+                "rollout_s", "update_s"):
+        assert key in steps[-1], key
+    assert (run.path / "final" / "model.safetensors").is_file()
+
+
+def test_ppo_adaptive_kl_moves_the_coefficient_toward_the_target(tmp_path, sft_model, reward_model, world_dir):
+    run = ppo(tmp_path, sft_model, reward_model, world_dir, "adaptive", "train.lr=2e-4", "train.max_steps=8",
+              "ppo.kl_target=0.01", "ppo.kl_horizon=100", "ppo.epochs=2")
+    logged = [x for x in lines(run.path) if "objective/kl_coef" in x]
+    coefs = [x["objective/kl_coef"] for x in logged]
+    # once the KL is above the target the controller raises beta by (1 + 0.2 * 16 / 100) per rollout
+    over = [i for i, x in enumerate(logged[:-1]) if x["objective/kl"] > 0.012]
+    assert over, [x["objective/kl"] for x in logged]
+    for i in over:
+        assert coefs[i + 1] == pytest.approx(coefs[i] * (1 + 0.2 * 16 / 100), rel=1e-6)
+
+
+def test_ppo_resume_matches_an_uninterrupted_run(tmp_path, sft_model, reward_model, world_dir):
+    import shutil
+
+    common = ["train.lr=1e-4", "train.max_steps=4", "train.batch_size=4", "ppo.minibatch_size=2", "ppo.epochs=1",
+              "rollout.max_new_tokens=12", "train.save_every=2", "train.keep_last=3"]
+    straight = ppo(tmp_path, sft_model, reward_model, world_dir, "straight", *common)
+    # as if the run had died after step 2: keep only its step-2 checkpoint, then resume it
+    split = tmp_path / "split"
+    shutil.copytree(straight.path, split)
+    shutil.rmtree(split / "checkpoints" / "step-4")
+    shutil.rmtree(split / "final")
+    resumed = ppo(tmp_path, sft_model, reward_model, world_dir, "split", *common, "train.resume=true")
+    a = load_file(straight.path / "final" / "model.safetensors")
+    b = load_file(resumed.path / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [x["step"] for x in lines(resumed.path)] == [1, 2, 3, 4]
+
+
+def test_ppo_refuses_a_reward_model_that_is_not_one(tmp_path, sft_model, world_dir):
+    with pytest.raises(AlignkitError, match="not a reward model"):
+        ppo(tmp_path, sft_model, sft_model, world_dir, "bad", "train.max_steps=1")
+
+
+def grpo(tmp_path, sft_model, world_dir, name, *extra):
+    return alignkit.run(
+        "grpo", None, f"name={name}", f"output_dir={tmp_path}", f"model.path={sft_model}",
+        f"data.train={world_dir / 'prompts.jsonl'}", "rollout.max_new_tokens=48", "train.threads=1", *extra,
+    )
+
+
+# Dr. GRPO neither divides by the group's std nor by the response length (its loss is a sum over tokens /
+# (B * max_new_tokens)), so the same step needs a larger learning rate.
+@pytest.mark.parametrize("variant, lr", [("grpo", "1e-4"), ("dr_grpo", "1e-3")])
+def test_grpo_raises_the_gold_reward_on_held_out_prompts(tmp_path, sft_model, world_dir, variant, lr):
+    run = grpo(tmp_path, sft_model, world_dir, variant, f"data.eval={world_dir / 'prompts_eval.jsonl'}",
+               "grpo.rewards=[{function: 'alignkit.demo.rewards:gold'}]", f"grpo.variant={variant}",
+               "grpo.group_size=8", "train.batch_size=8", f"train.lr={lr}", "train.max_steps=40",
+               "train.eval_every=40")
+    evals = [x["eval/reward"] for x in lines(run.path) if "eval/reward" in x]
+    assert evals[-1] > evals[0] + 0.02, evals  # greedy answers to held-out prompts, scored by the gold judge
+
+
+def test_grpo_masks_failing_rewards_instead_of_scoring_them_zero(tmp_path, sft_model, world_dir, monkeypatch):
+    (tmp_path / "flaky_rewards.py").write_text(
+        "calls = []\n"
+        "def sometimes(prompts, completions, **columns):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) % 2 == 0:\n"
+        "        raise RuntimeError('the grader is down')\n"
+        "    return [float(len(c) < 20) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = grpo(tmp_path, sft_model, world_dir, "flaky", "grpo.rewards=[{function: 'flaky_rewards:sometimes'}]",
+               "grpo.group_size=4", "train.batch_size=4", "train.lr=1e-4", "train.max_steps=4",
+               "train.save_every=1", "train.keep_last=4")
+    logged = lines(run.path)
+    failed = [x for x in logged if x["reward_failures"] > 0]
+    assert [x["step"] for x in failed] == [2, 4]
+    for x in failed:
+        assert x["reward_failures"] == 16 and x["usable_fraction"] == 0.0 and x["reward"] != x["reward"]  # NaN
+    # a masked rollout takes no step: the weights after step 2 are those after step 1
+    step1 = load_file(run.path / "checkpoints" / "step-1" / "trainable.safetensors")
+    step2 = load_file(run.path / "checkpoints" / "step-2" / "trainable.safetensors")
+    step3 = load_file(run.path / "checkpoints" / "step-3" / "trainable.safetensors")
+    assert all(torch.equal(step1[k], step2[k]) for k in step1)
+    assert not all(torch.equal(step2[k], step3[k]) for k in step2)
+
+
+def test_grpo_dapo_and_rloo_run_with_their_own_settings(tmp_path, sft_model, world_dir):
+    for variant in ("dapo", "rloo"):
+        run = grpo(tmp_path, sft_model, world_dir, variant, "grpo.rewards=[{function: 'alignkit.demo.rewards:gold'}]",
+                   f"grpo.variant={variant}", "grpo.group_size=4", "train.batch_size=4", "train.max_steps=2",
+                   "grpo.epochs=2", "grpo.minibatch_size=8", "grpo.kl_coef=0.05")
+        last = lines(run.path)[-1]
+        assert last["kl"] >= 0 and "policy/clipfrac" in last
+        if variant == "dapo":
+            assert last["usable_fraction"] <= 1.0  # groups whose rewards all agree are dropped
