@@ -1,10 +1,10 @@
 """`alignkit demo`: the bundled pipeline, offline, on the demo world.
 
 Stages, each skipped when its output already exists: demo data -> byte-level BPE tokenizer + tiny Llama
-model -> pretrain -> SFT -> greedy answers to held-out prompts from the pretrained and the SFT model, scored
-by the gold judge (sampled with alignkit's generation engine). It ends with a results table and
-`summary.md` in the output folder. (Reward models,
-DPO, PPO and the HTML report join as those recipes land.)
+model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO, PPO (with that reward
+model) and GRPO (exact-match rewards) from the SFT model -> evaluation: greedy answers to held-out prompts
+scored by the gold judge, and each method's gold win rate against SFT (alignkit eval). It ends with a results
+table and `summary.md` in the output folder.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from alignkit.config import CONFIGS, validate_config
 
 # Model size, data scale and training length of the full demo and of --quick.
 SETTINGS = {
-    False: dict(size="1m", scale=1.0, pretrain_epochs=1.0, sft_epochs=2.0, eval_prompts=300),
-    True: dict(size="1m", scale=0.5, pretrain_epochs=1.0, sft_epochs=1.0, eval_prompts=120),
+    False: dict(size="1m", scale=1.0, pretrain_epochs=1.0, sft_epochs=2.0, eval_prompts=300,
+                reward_steps=150, dpo_epochs=1.0, ppo_steps=120, grpo_steps=60),
+    True: dict(size="1m", scale=0.5, pretrain_epochs=1.0, sft_epochs=1.0, eval_prompts=120,
+               reward_steps=60, dpo_epochs=0.5, ppo_steps=30, grpo_steps=15),
 }
+# The aligned models, each compared with the SFT model by the gold judge at the end.
+METHODS = ("dpo", "ppo", "grpo")
 
 
 @dataclass
@@ -31,31 +35,51 @@ class Stage:
     skipped: bool
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
-    """Run every stage into `out`; return the results (also written to out/results.json and summary.md)."""
+def run_demo(out: Path, quick: bool = False, seed: int = 0, settings: dict | None = None) -> dict:
+    """Run every stage into `out`; return the results (also written to out/results.json and summary.md).
+
+    `settings` overrides entries of SETTINGS[quick] (the tests run a tiny version)."""
     out = Path(out)
-    s = SETTINGS[quick]
+    s = {"vocab": 1024, "threads": None, **SETTINGS[quick], **(settings or {})}
     stages: list[Stage] = []
 
     data = out / "data"
     stages.append(_stage("demo data", data / "manifest.json", lambda: _write_data(data, seed, s["scale"])))
     tiny = out / "tiny-model"
-    stages.append(_stage("tiny model", tiny / "config.json", lambda: _make_model(data, tiny, s["size"], seed)))
+    stages.append(_stage("tiny model", tiny / "config.json", lambda: _make_model(data, tiny, s, seed)))
     pretrain_dir = out / "runs" / "pretrain"
     stages.append(_stage("pretrain", pretrain_dir / "final" / "config.json",
-                         lambda: _train("pretrain", _pretrain_config(out, tiny, data, s, seed))))
+                         lambda: _train("pretrain", _pretrain_config(out, tiny, data, s, seed), s["threads"])))
     sft_dir = out / "runs" / "sft"
     stages.append(_stage("sft", sft_dir / "final" / "config.json",
-                         lambda: _train("sft", _sft_config(out, pretrain_dir / "final", data, s, seed))))
+                         lambda: _train("sft", _sft_config(out, pretrain_dir / "final", data, s, seed), s["threads"])))
+
+    sft_final = sft_dir / "final"
+    reward_dir = out / "runs" / "reward"
+    stages.append(_stage("reward model", reward_dir / "final" / "config.json",
+                         lambda: _train("reward", _reward_config(out, sft_final, data, s, seed), s["threads"])))
+    configs = {"dpo": lambda: _dpo_config(out, sft_final, data, s, seed),
+               "ppo": lambda: _ppo_config(out, sft_final, reward_dir / "final", data, s, seed),
+               "grpo": lambda: _grpo_config(out, sft_final, data, s, seed)}
+    for method in METHODS:
+        stages.append(_stage(method, out / "runs" / method / "final" / "config.json",
+                             lambda m=method: _train(m, configs[m](), s["threads"])))
 
     started = time.perf_counter()
     prompts = _eval_prompts(data, s["eval_prompts"])
-    results = {name: judge_model(path, prompts, seed)
-               for name, path in (("pretrained", pretrain_dir / "final"), ("sft", sft_dir / "final"))}
+    models = {"pretrained": pretrain_dir / "final", "sft": sft_final,
+              **{m: out / "runs" / m / "final" for m in METHODS}}
+    results = {name: judge_model(path, prompts, seed) for name, path in models.items()}
+    win_rates = {m: _versus_sft(out, m, models[m], sft_final, reward_dir / "final", data, s, seed)
+                 for m in METHODS}
+    results["reward_model_gold_agreement"] = _last_metric(reward_dir, "eval/accuracy")
     stages.append(Stage("evaluation", time.perf_counter() - started, False))
 
-    summary = format_summary(results, stages)
-    (out / "results.json").write_text(json.dumps({"models": results, "stages": [vars(x) for x in stages]}, indent=2))
+    agreement = results.pop("reward_model_gold_agreement")
+    summary = format_summary(results, stages, win_rates, agreement)
+    (out / "results.json").write_text(json.dumps(
+        {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
+         "stages": [vars(x) for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
     print("\n" + summary)
     print(f"results: {out / 'results.json'}   summary: {out / 'summary.md'}")
@@ -78,10 +102,10 @@ def _write_data(data: Path, seed: int, scale: float) -> None:
     write_demo_data(data, seed=seed, scale=scale)
 
 
-def _make_model(data: Path, tiny: Path, size: str, seed: int) -> None:
+def _make_model(data: Path, tiny: Path, s: dict, seed: int) -> None:
     from alignkit.models.tiny import make_tiny_model
 
-    make_tiny_model(data / "pretrain.jsonl", tiny, size=size, vocab_size=1024, seed=seed)
+    make_tiny_model(data / "pretrain.jsonl", tiny, size=s["size"], vocab_size=s["vocab"], seed=seed)
 
 
 def _pretrain_config(out: Path, tiny: Path, data: Path, s: dict, seed: int) -> dict:
@@ -104,9 +128,71 @@ def _sft_config(out: Path, base: Path, data: Path, s: dict, seed: int) -> dict:
     }
 
 
-def _train(recipe: str, raw: dict) -> None:
+def _reward_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
+    # prefs.jsonl holds the simulated annotators' majority votes; prefs_eval.jsonl is labelled by the gold
+    # judge, so eval/accuracy is the reward model's agreement with gold.
+    return {
+        "name": "reward", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
+        "data": {"train": str(data / "prefs.jsonl"), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
+        "train": {"lr": 1e-3, "warmup_steps": 10, "min_lr_ratio": 0.1, "batch_size": 32,
+                  "max_steps": s["reward_steps"], "log_every": 10, "eval_every": 50},
+    }
+
+
+def _dpo_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
+    return {
+        "name": "dpo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
+        "data": {"train": str(data / "prefs.jsonl"), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
+        "dpo": {"beta": 0.1, "nll_weight": 1.0},
+        "train": {"lr": 1e-4, "warmup_steps": 10, "batch_size": 16, "epochs": s["dpo_epochs"], "log_every": 10},
+    }
+
+
+def _ppo_config(out: Path, sft: Path, reward: Path, data: Path, s: dict, seed: int) -> dict:
+    return {
+        "name": "ppo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
+        "data": {"train": str(data / "prompts.jsonl")}, "rollout": {"max_new_tokens": 48},
+        "ppo": {"reward_model": str(reward)},
+        "train": {"lr": 2e-5, "schedule": "constant", "batch_size": 16, "max_steps": s["ppo_steps"],
+                  "log_every": 1},
+    }
+
+
+def _grpo_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
+    # Verifiable rewards: the final answer against the prompt's `answer` column (arithmetic and knowledge
+    # prompts; rows without an answer are masked out).
+    return {
+        "name": "grpo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
+        "data": {"train": str(data / "prompts.jsonl")}, "rollout": {"max_new_tokens": 32},
+        "grpo": {"rewards": [{"function": "exact_match"}], "group_size": 8},
+        "train": {"lr": 1e-4, "schedule": "constant", "batch_size": 16, "max_steps": s["grpo_steps"],
+                  "log_every": 1},
+    }
+
+
+def _versus_sft(out: Path, method: str, model: Path, sft: Path, reward: Path, data: Path, s: dict,
+                seed: int) -> dict:
+    """Greedy answers of `model` against the SFT model's on held-out prompts, judged by the gold judge."""
+    from alignkit.eval.run import EvalSettings, evaluate
+
+    result = evaluate(EvalSettings(
+        policy=str(model), prompts=str(data / "prompts_eval.jsonl"), out=str(out / "eval" / method),
+        baseline=str(sft), reward_model=str(reward), reference=str(sft), world_seed=seed,
+        limit=s["eval_prompts"], max_new_tokens=64))
+    return {"win_rate": result["win_rate"], "length_controlled": result["length_controlled"],
+            "kl": result["kl"]}
+
+
+def _last_metric(run_dir: Path, key: str) -> float | None:
+    values = [json.loads(line).get(key) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = [v for v in values if v is not None]
+    return values[-1] if values else None
+
+
+def _train(recipe: str, raw: dict, threads: int | None = None) -> None:
     from importlib import import_module
 
+    raw["train"]["threads"] = threads
     cfg = validate_config(CONFIGS[recipe], {"recipe": recipe, **raw}, source=f"demo {recipe} config")
     import_module(f"alignkit.recipes.{recipe}").main(cfg)
 
@@ -146,12 +232,27 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, bat
     return responses.texts, [not truncated for truncated in responses.truncated]
 
 
-def format_summary(results: dict, stages: list[Stage]) -> str:
-    """A markdown table of gold scores per category and model, then stage timings."""
+def format_summary(results: dict, stages: list[Stage], win_rates: dict | None = None,
+                   reward_agreement: float | None = None) -> str:
+    """Markdown: each method's gold win rate against SFT, gold scores per category and model, stage timings."""
     names = list(results)
     categories = sorted({c for r in results.values() for c in r["per_category"]})
-    lines = ["## alignkit demo: gold-judge scores on held-out prompts (0 to 1, higher is better)", "",
-             "| category | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = []
+    if win_rates:
+        lines += ["## alignkit demo: each method against the SFT model, judged by the gold judge", "",
+                  "| method | gold win rate vs SFT (95% CI) | length-controlled | wins / ties / losses | KL to SFT |",
+                  "|---|---|---|---|---|"]
+        for method, w in win_rates.items():
+            r = w["win_rate"]
+            kl = w["kl"]["mean"] if w.get("kl") else float("nan")
+            lines.append(f"| {method} | {r['win_rate']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] | "
+                         f"{w['length_controlled']['win_rate']:.1%} | {r['wins']} / {r['ties']} / {r['losses']} | "
+                         f"{kl:.2f} |")
+        if reward_agreement is not None:
+            lines += ["", f"Reward model: agrees with the gold judge on {reward_agreement:.1%} of held-out pairs."]
+        lines.append("")
+    lines += ["## Gold-judge scores on held-out prompts (0 to 1, higher is better)", "",
+              "| category | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for c in categories:
         lines.append(f"| {c} | " + " | ".join(f"{results[n]['per_category'].get(c, 0):.3f}" for n in names) + " |")
     lines.append("| **all** | " + " | ".join(f"**{results[n]['gold_score']:.3f}**" for n in names) + " |")
