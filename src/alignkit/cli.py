@@ -161,6 +161,17 @@ def best_of_n_cmd(
               f"({s['gold_chosen'] - s['gold_first']:+.4f})")
 
 
+@app.command()
+def pipeline(
+    config: Path = typer.Argument(..., help="pipeline YAML: name, output_dir, stages (name, recipe, config, overrides)"),
+    force: Optional[list[str]] = typer.Option(None, "--force", help="rerun this stage even if done (repeatable; 'all')"),
+) -> None:
+    """Run named stages in order (sft -> reward -> ppo -> eval ...); a stage refers to an earlier one as {name}."""
+    from alignkit.pipeline import run_pipeline
+
+    run_pipeline(config, force or [])
+
+
 @app.command("generate")
 def generate_cmd(
     model: str = typer.Argument(..., help="a causal LM folder (e.g. runs/sft/final)"),
