@@ -7,7 +7,8 @@ from pathlib import Path
 from alignkit.config import load_config, recipe_of
 
 DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"], "dpo": ["preference", "ranked"],
-              "kto": ["unpaired", "preference"], "prm": ["stepwise"]}
+              "kto": ["unpaired", "preference"], "prm": ["stepwise"],
+              "ppo": ["prompt"], "grpo": ["prompt"]}
 
 
 def validate_config_and_data(config: Path, overrides: list[str]) -> int:
@@ -31,7 +32,8 @@ def validate_config_and_data(config: Path, overrides: list[str]) -> int:
         kind = detect_kind(rows.columns, rows.source)
         if kind not in DATA_KINDS[recipe]:
             validate_rows(rows, DATA_KINDS[recipe])  # raises: names the kind the recipe needs
-        report = data_report(rows, kind, tokenizer, cfg.data.max_length, truncation)
+        max_length = getattr(cfg.data, "max_length", None) or cfg.data.max_prompt_length  # RL: prompts only
+        report = data_report(rows, kind, tokenizer, max_length, truncation)
         print(f"\n[{split}] {source}")
         print(format_report(report))
         problems += report.get("problems", 0)

@@ -154,3 +154,20 @@ def test_grpo_dapo_and_rloo_run_with_their_own_settings(tmp_path, sft_model, wor
         assert last["kl"] >= 0 and "policy/clipfrac" in last
         if variant == "dapo":
             assert last["usable_fraction"] <= 1.0  # groups whose rewards all agree are dropped
+
+
+def test_grpo_cli_and_validate_read_a_prompt_file(tmp_path, tiny_model, world_dir):
+    from cli_runner import cli
+
+    config = tmp_path / "grpo.yaml"
+    config.write_text(
+        f"recipe: grpo\nname: g\noutput_dir: {tmp_path}\nmodel: {{path: {tiny_model}}}\n"
+        f"data: {{train: {world_dir / 'prompts.jsonl'}, max_prompt_length: 64}}\n"
+        "rollout: {max_new_tokens: 8}\ntrain: {max_steps: 1, batch_size: 2, threads: 1}\n"
+        "grpo: {rewards: [{function: exact_match}], group_size: 2}\n")
+    out = cli("validate", str(config))
+    assert "prompt rows" in out.stdout and "ready to train" in out.stdout
+    cli("grpo", str(config))
+    assert (tmp_path / "g" / "final" / "model.safetensors").is_file()
+    bad = cli("grpo", str(config), "grpo.rewards=[{function: nowhere_module:fn}]", "name=g2", check=False)
+    assert bad.returncode == 2 and "no module named 'nowhere_module'" in bad.stderr
