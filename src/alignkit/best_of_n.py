@@ -1,7 +1,7 @@
 """`alignkit best-of-n`: sample N responses per prompt, keep the one a reward model or a PRM scores highest.
 
 Best-of-N (rejection sampling) is the simplest way to spend a reward model at inference: Nakano et al. 2021
-(WebGPT) and Stiennon et al. 2020 use it as the baseline RL has to beat, and Gao et al. 2023 measure how the
+(WebGPT) found it competitive with RL against the same reward model, and Gao et al. 2023 measure how the
 gold reward of the chosen sample moves as N grows (it can fall when the proxy is over-optimised). The gain is
 reported against the first sample of each prompt, an unbiased single draw from the same policy, so the
 difference is what choosing bought: in the proxy reward, and, for demo-world prompts (`gold=True`), in the
@@ -26,10 +26,10 @@ from alignkit.rewards.prm import REDUCTIONS, ProcessReward, read_prm_info
 GOLD_WORLD_SEED = 0  # the demo world `alignkit demo-data` writes by default
 
 
-def best_of_n(model_path: str, prompts_path: str, out: str, reward_path: str, n: int = 8, reduce: str | None = None,
-              gold: bool = False, settings: SamplingSettings | None = None, batch_size: int = 16,
-              max_length: int = 1024) -> dict:
-    """Write the best of `n` samples per prompt to `out`; return the summary (means of chosen vs first sample)."""
+def best_of_n(model_path: str, prompts_path: str, out: str, reward_path: str, n: int = 8,
+              reduce: str | None = None, gold: bool = False, settings: SamplingSettings | None = None,
+              batch_size: int = 16, max_length: int = 1024) -> dict:
+    """Write the best of `n` samples per prompt to `out`; return the summary (chosen vs first sample)."""
     if n < 2:
         raise AlignkitError(f"--n {n}: best-of-n needs at least 2 samples per prompt to choose from")
     settings = replace(settings or SamplingSettings(temperature=1.0), n=n)
@@ -70,9 +70,10 @@ def reward_function(path: str, reduce: str | None, batch_size: int, max_length: 
     if read_prm_info(path) is not None:
         return ProcessReward(path, reduce or "min", batch_size=batch_size, max_length=max_length)
     if reduce is not None:
-        raise AlignkitError(f"--reduce {reduce} combines the step scores of a process reward model, but {path} has "
-                            "no prm.json (a reward model gives one score per response): drop --reduce, or pass "
-                            f"a PRM (the final/ of `alignkit prm`); reductions: {', '.join(REDUCTIONS)}")
+        raise AlignkitError(f"--reduce {reduce} combines the step scores of a process reward model, but "
+                            f"{path} has no prm.json (a reward model gives one score per response): drop "
+                            "--reduce, or pass a PRM (the final/ of `alignkit prm`); reductions: "
+                            f"{', '.join(REDUCTIONS)}")
     return RewardModelScore(path, batch_size, max_length)
 
 
@@ -90,9 +91,9 @@ class RewardModelScore:
         with _readable_errors(path):
             config = AutoConfig.from_pretrained(_resolve_source(path))
         if not is_reward_config(config):
-            raise AlignkitError(f"--reward {path} is neither a process reward model (no prm.json) nor a reward "
-                                "model (a 1-label *ForSequenceClassification folder): point to the final/ folder "
-                                "of `alignkit prm` or `alignkit reward`")
+            raise AlignkitError(f"--reward {path} is neither a process reward model (no prm.json) nor a "
+                                "reward model (a 1-label *ForSequenceClassification folder): point to the "
+                                "final/ folder of `alignkit prm` or `alignkit reward`")
         self.path, self.batch_size, self.max_length = path, batch_size, max_length
 
     def __call__(self, prompts: list, completions: list[str], **columns) -> list[float | None]:
@@ -102,18 +103,25 @@ class RewardModelScore:
 
 
 def sample(model_path: str, prompts: list, settings: SamplingSettings, batch_size: int) -> list[list[str]]:
-    """settings.n completions of every prompt (a string, or a message list rendered with the chat template)."""
-    from alignkit.data.tokenize import render_messages
+    """settings.n completions of each prompt (a string, or a message list rendered with the chat template)."""
     from alignkit.models.load import load_policy
 
     model, tokenizer = load_policy(ModelSettings(path=model_path))
-    inputs = [p if isinstance(p, str) else
-              tokenizer(render_messages(tokenizer, p, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-              for p in prompts]
+    inputs = [_prompt_input(tokenizer, prompt) for prompt in prompts]
     texts: list[str] = []
     for start in range(0, len(inputs), batch_size):
         texts += generate(model, tokenizer, inputs[start : start + batch_size], settings).texts
     return [texts[i : i + settings.n] for i in range(0, len(texts), settings.n)]
+
+
+def _prompt_input(tokenizer, prompt) -> str | list[int]:
+    """A string goes to generate() as it is (one user turn, templated there); a message list is rendered."""
+    from alignkit.data.tokenize import render_messages
+
+    if isinstance(prompt, str):
+        return prompt
+    text = render_messages(tokenizer, prompt, add_generation_prompt=True)
+    return tokenizer.encode(text, add_special_tokens=False)
 
 
 def summarize(written: list[dict], n: int, sampled_s: float, scored_s: float) -> dict:

@@ -60,8 +60,10 @@ def test_prm_reads_each_step_at_its_last_token(tmp_path, tiny_model):
         out = []
         for _ in range(n):
             labels = [rng.random() < 0.6 for _ in range(3)]
-            steps = [f"{rng.randint(1, 9)} + {i} is {'fine' if ok else 'wrong'}" for i, ok in enumerate(labels)]
-            out.append({"prompt": f"What is {rng.randint(1, 9)} + 1?", "completions": steps, "labels": labels})
+            steps = [f"{rng.randint(1, 9)} + {i} is {'fine' if ok else 'wrong'}"
+                     for i, ok in enumerate(labels)]
+            prompt = f"What is {rng.randint(1, 9)} + 1?"
+            out.append({"prompt": prompt, "completions": steps, "labels": labels})
         return out
 
     write_jsonl(tmp_path / "train.jsonl", rows(1000))

@@ -87,7 +87,8 @@ def stepwise_rows(*rows: dict) -> Rows:
 
 
 ROWS = stepwise_rows(
-    {"prompt": "what is two plus two?", "completions": ["two plus two is four.", "four."], "labels": [True, False]},
+    {"prompt": "what is two plus two?", "completions": ["two plus two is four.", "four."],
+     "labels": [True, False]},
     {"prompt": "name a color", "completions": ["blue is a color."], "labels": [True]},
 )
 
@@ -171,7 +172,8 @@ def prm_folder(tmp_path_factory):
 def test_batched_scores_equal_scores_alone_and_ignore_later_steps(prm_folder):
     reward = ProcessReward(prm_folder, "min", batch_size=8, device=torch.device("cpu"))
     prompts = ["count to three", "name a color", "say hello"]
-    completions = ["one, two, three.\ntwo plus two is four.\nblue is a color.", "blue.", "hello there,\nhow are you?"]
+    completions = ["one, two, three.\ntwo plus two is four.\nblue is a color.", "blue.",
+                   "hello there,\nhow are you?"]
     together = reward.step_logits(prompts, completions)
     alone = [reward.step_logits([p], [c])[0] for p, c in zip(prompts, completions)]
     assert [len(x) for x in together] == [3, 1, 2]

@@ -118,7 +118,8 @@ def tokenize_stepwise(
         report.boundary_merges += steps.merged
         encoded.append((location, steps, row["labels"]))
     if truncation == "error":
-        _raise_if_over_length([(loc, len(s.ids)) for loc, s, _ in encoded], max_length, "prompt+steps", "rows")
+        lengths = [(location, len(steps.ids)) for location, steps, _ in encoded]
+        _raise_if_over_length(lengths, max_length, "prompt+steps", "rows")
     examples = []
     for location, steps, labels in encoded:
         cut = _fit(location, len(steps.ids), steps.prompt_length, max_length, truncation, report)

@@ -43,10 +43,10 @@ def reduce_product(step_logits: list[float]) -> float:
 
 
 def reduce_last(step_logits: list[float]) -> float:
-    """The last step's probability, sigmoid(l_last): the PRM read as an outcome verifier that has seen the whole
-    solution. Snell et al. 2024, "Scaling LLM test-time compute optimally can be more effective than scaling
-    model parameters", compare min, product and last-step aggregation and found the last step best for
-    their PRM."""
+    """The last step's probability, sigmoid(l_last): the PRM read as an outcome verifier that has seen the
+    whole solution. Snell et al. 2024, "Scaling LLM test-time compute optimally can be more effective than
+    scaling model parameters", compare min, product and last-step aggregation and found the last step best
+    for their PRM."""
     return math.exp(_log_sigmoid(step_logits[-1]))
 
 
@@ -54,7 +54,7 @@ REDUCTIONS = {"min": reduce_min, "product": reduce_product, "last": reduce_last}
 
 
 def write_prm_info(folder: Path, separator: str) -> Path:
-    """Record the step separator next to the weights, so scoring splits completions as training joined them."""
+    """Record the step separator next to the weights: scoring splits completions as training joined them."""
     path = Path(folder) / PRM_FILE
     path.write_text(json.dumps({"step_separator": separator}, indent=2) + "\n")
     return path
@@ -96,8 +96,8 @@ class ProcessReward:
             raise AlignkitError(f"PRM reduction {reduce!r}: choose one of {', '.join(REDUCTIONS)}")
         info = read_prm_info(path)
         if info is None:
-            raise AlignkitError(f"{path} has no {PRM_FILE}, so it is not a process reward model: train one with "
-                                "`alignkit prm` and point to its final/ folder")
+            raise AlignkitError(f"{path} has no {PRM_FILE}, so it is not a process reward model: train one "
+                                "with `alignkit prm` and point to its final/ folder")
         from alignkit.config import ModelSettings
         from alignkit.models.heads import load_scalar_model
 
@@ -109,7 +109,8 @@ class ProcessReward:
         self.__name__ = f"prm_{reduce}"
 
     def __call__(self, prompts: list, completions: list[str], **columns) -> list[float | None]:
-        return [None if logits is None else self.reduce(logits) for logits in self.step_logits(prompts, completions)]
+        per_step = self.step_logits(prompts, completions)
+        return [None if logits is None else self.reduce(logits) for logits in per_step]
 
     def step_logits(self, prompts: list, completions: list[str]) -> list[list[float] | None]:
         """Each completion's step logits (None where it cannot be scored), in order."""
@@ -123,7 +124,8 @@ class ProcessReward:
         examples: list[dict | None] = []
         for prompt, completion in zip(prompts, completions):
             steps = split_steps(completion, self.separator)
-            examples.append(self._fit(encode_steps(self.tokenizer, prompt, steps, self.separator)) if steps else None)
+            encoded = encode_steps(self.tokenizer, prompt, steps, self.separator) if steps else None
+            examples.append(self._fit(encoded) if encoded else None)
         scorable = [i for i, e in enumerate(examples) if e is not None]
         out: list[list[float] | None] = [None] * len(completions)
         device = next(self.model.parameters()).device
@@ -131,15 +133,17 @@ class ProcessReward:
             for start in range(0, len(scorable), self.batch_size):
                 rows = scorable[start : start + self.batch_size]
                 batch = collate_steps([examples[i] for i in rows], self.tokenizer.pad_token_id)
-                logits = step_logits(self.model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                     batch["step_positions"].to(device)).cpu()  # [b, S]
+                ids, mask, positions = (batch[key].to(device)
+                                        for key in ("input_ids", "attention_mask", "step_positions"))
+                logits = step_logits(self.model, ids, mask, positions).cpu()  # [b, S]
                 for row, values, mask in zip(rows, logits, batch["step_mask"]):
                     out[row] = values[mask].tolist()
         return out
 
     def _fit(self, encoded) -> dict | None:
-        """The example, its prompt cut from the left to fit max_length; None when the steps alone do not fit."""
+        """The example, its prompt cut from the left to fit max_length; None if the steps alone do not fit."""
         excess = max(0, len(encoded.ids) - self.max_length)
         if excess and encoded.prompt_length - excess < 1:
             return None
-        return {"input_ids": encoded.ids[excess:], "step_positions": [end - excess for end in encoded.step_ends]}
+        return {"input_ids": encoded.ids[excess:],
+                "step_positions": [end - excess for end in encoded.step_ends]}
