@@ -67,3 +67,21 @@ def test_score_command_single_and_ensemble(tmp_path, tiny_model, world_dir):
     assert len(one) == 2 and all(isinstance(r["score"], float) for r in one)
     assert all(r["score"] == pytest.approx(min(r["scores"]), abs=1e-6) for r in ens)
     assert ens[0]["scores"][0] == pytest.approx(one[0]["score"], abs=1e-5)  # member 0 alone scores the same
+
+
+def test_reward_trains_data_parallel_with_procs_2(tmp_path, tiny_model, world_dir):
+    # The reward model runs inside DDP's forward (SequenceScorer): calling the backbone of a DDP-wrapped
+    # model directly used to fail with "'DistributedDataParallel' object has no attribute 'model'".
+    from cli_runner import cli
+
+    cli("reward", "--procs", "2", *_reward_args(tmp_path, tiny_model, world_dir))
+    assert (tmp_path / "rm2" / "final" / "reward_stats.json").is_file()
+
+
+def _reward_args(tmp_path, tiny_model, world_dir):
+    from alignkit.starters import write_starter
+
+    config = write_starter("reward", tmp_path)
+    return [str(config), "name=rm2", f"output_dir={tmp_path}", f"model.path={tiny_model}",
+            f"data.train={world_dir / 'prefs.jsonl'}", "data.eval=null", "data.max_length=160", "train.max_steps=4",
+            "train.batch_size=4", "train.threads=1", "train.save_every=0", "train.eval_every=0"]

@@ -118,6 +118,19 @@ def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     return score_head(model)(pooled).squeeze(-1).float()
 
 
+class SequenceScorer(torch.nn.Module):
+    """A reward model as one module whose forward returns sequence_rewards, so that under DDP the whole
+    computation runs inside the wrapper's forward and gradients are synchronised (calling the backbone and the
+    head of a DDP-wrapped model directly would bypass DDP and fail)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return sequence_rewards(self.model, input_ids, attention_mask)  # [B]
+
+
 def write_reward_stats(folder: Path, rewards: torch.Tensor) -> dict:
     """Save the mean and std of rewards on a reference set, so RL can normalise scores (reward_stats.json)."""
     stats = {"mean": rewards.mean().item(), "std": rewards.std().item() if rewards.numel() > 1 else 1.0,

@@ -18,7 +18,7 @@ from alignkit.config import RewardConfig
 from alignkit.data.collate import pad_sequences
 from alignkit.data.tokenize import tokenize_preference
 from alignkit.losses.reward import bradley_terry, centering_penalty, reward_metrics
-from alignkit.models.heads import load_scalar_model, sequence_rewards, write_reward_stats
+from alignkit.models.heads import SequenceScorer, load_scalar_model, sequence_rewards, write_reward_stats
 from alignkit.models.load import save_pretrained
 from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
@@ -39,7 +39,7 @@ def main(cfg: RewardConfig) -> RunResult:
 
     collate = lambda groups: to_device(collate_reward(groups, tokenizer.pad_token_id), d.device)  # noqa: E731
     loss_step = partial(reward_loss_step, center_coef=cfg.reward.center_coef)
-    result = fit(run, model, group_by_prompt(train_pairs), collate, loss_step, weight_key="num_pairs",
+    result = fit(run, SequenceScorer(model), group_by_prompt(train_pairs), collate, loss_step, weight_key="num_pairs",
                  eval_examples=group_by_prompt(eval_pairs) if eval_pairs else None)
     if result.stopped == "done" and d.is_main:
         final = save_pretrained(model, tokenizer, run.dir / "final")
@@ -73,7 +73,7 @@ def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
 
 def reward_loss_step(model, batch: dict, center_coef: float = 0.0):
     """Summed Bradley-Terry loss over the batch's pairs (plus the centring penalty), and metric sums."""
-    rewards = sequence_rewards(model, batch["input_ids"], batch["attention_mask"])  # [2P]
+    rewards = model(batch["input_ids"], batch["attention_mask"])  # [2P]; model: a SequenceScorer (or its DDP)
     chosen, rejected = rewards.chunk(2)  # [P], [P]
     losses = bradley_terry(chosen, rejected, batch.get("margin"))
     if center_coef:
