@@ -22,5 +22,9 @@ def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
     assert 0 <= results["reward_model_gold_agreement"] <= 1
     summary = (out / "summary.md").read_text()
     assert "gold win rate vs SFT" in summary and all(f"| {m} |" in summary for m in METHODS)
+    # the reward-hacking variant: every checkpoint's proxy and gold reward against KL
+    points = json.loads((out / "runs" / "ppo_hacking" / "overoptimization.json").read_text())
+    assert [p["step"] for p in points] == [0, 1, 2, 3]
+    assert points[0]["kl"] == 0.0 and all({"kl", "proxy", "gold"} <= set(p) for p in points)
     stages = {s["name"] for s in results["stages"]}
-    assert {"reward model", *METHODS, "evaluation"} <= stages
+    assert {"reward model", "reward model (biased)", "ppo (reward hacking)", *METHODS, "evaluation"} <= stages

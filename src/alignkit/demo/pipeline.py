@@ -65,6 +65,16 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, settings: dict | Non
         stages.append(_stage(method, out / "runs" / method / "final" / "config.json",
                              lambda m=method: _train(m, configs[m](), s["threads"])))
 
+    # The reward-hacking variant: a reward model from the biased annotators (who favour long, list-heavy
+    # answers), optimised with a weak KL penalty; its checkpoints trace proxy and gold reward against KL.
+    biased_dir = out / "runs" / "reward_biased"
+    stages.append(_stage("reward model (biased)", biased_dir / "final" / "config.json",
+                         lambda: _train("reward", _reward_config(out, sft_final, data, s, seed, biased=True),
+                                        s["threads"])))
+    hacking_dir = out / "runs" / "ppo_hacking"
+    stages.append(_stage("ppo (reward hacking)", hacking_dir / "overoptimization.json",
+                         lambda: _reward_hacking(out, sft_final, biased_dir / "final", data, s, seed)))
+
     started = time.perf_counter()
     prompts = _eval_prompts(data, s["eval_prompts"])
     models = {"pretrained": pretrain_dir / "final", "sft": sft_final,
@@ -128,12 +138,14 @@ def _sft_config(out: Path, base: Path, data: Path, s: dict, seed: int) -> dict:
     }
 
 
-def _reward_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
+def _reward_config(out: Path, sft: Path, data: Path, s: dict, seed: int, biased: bool = False) -> dict:
     # prefs.jsonl holds the simulated annotators' majority votes; prefs_eval.jsonl is labelled by the gold
     # judge, so eval/accuracy is the reward model's agreement with gold.
+    train = data / ("prefs_biased.jsonl" if biased else "prefs.jsonl")
     return {
-        "name": "reward", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
-        "data": {"train": str(data / "prefs.jsonl"), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
+        "name": "reward_biased" if biased else "reward", "output_dir": str(out / "runs"), "seed": seed,
+        "model": {"path": str(sft)},
+        "data": {"train": str(train), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
         "train": {"lr": 1e-3, "warmup_steps": 10, "min_lr_ratio": 0.1, "batch_size": 32,
                   "max_steps": s["reward_steps"], "log_every": 10, "eval_every": 50},
     }
@@ -170,6 +182,20 @@ def _grpo_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
         "train": {"lr": 1e-4, "schedule": "constant", "batch_size": 16, "max_steps": s["grpo_steps"],
                   "log_every": 1},
     }
+
+
+def _reward_hacking(out: Path, sft: Path, biased_reward: Path, data: Path, s: dict, seed: int) -> None:
+    """PPO on the biased reward model with a weak KL penalty and no missing-EOS penalty, a checkpoint every
+    few steps, then each checkpoint's proxy and gold reward against KL (overoptimization.json)."""
+    from alignkit.eval.overopt import write_overoptimization
+
+    raw = _ppo_config(out, sft, biased_reward, data, s, seed)
+    raw["name"] = "ppo_hacking"
+    raw["ppo"] = {"reward_model": str(biased_reward), "kl_coef": 0.01}
+    raw["train"].update(lr=5e-5, save_every=max(1, s["ppo_steps"] // 6), keep_last=100)
+    _train("ppo", raw, s["threads"])
+    write_overoptimization(out / "runs" / "ppo_hacking", str(data / "prompts_eval.jsonl"), str(biased_reward),
+                           limit=s["eval_prompts"], world_seed=seed)
 
 
 def _versus_sft(out: Path, method: str, model: Path, sft: Path, reward: Path, data: Path, s: dict,
