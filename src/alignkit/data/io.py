@@ -256,14 +256,24 @@ def write_json(path: str | Path, payload: dict) -> Path:
         path, lambda f: f.write(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"))
 
 
-def _write_atomically(path: str | Path, write) -> Path:
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file (UTF-8) atomically, as write_jsonl does."""
+    return _write_atomically(path, lambda f: f.write(text))
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a binary file (e.g. a PNG) atomically, as write_jsonl does."""
+    return _write_atomically(path, lambda f: f.write(data), binary=True)
+
+
+def _write_atomically(path: str | Path, write, binary: bool = False) -> Path:
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8")) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
