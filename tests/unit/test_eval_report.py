@@ -107,6 +107,17 @@ def test_default_out_is_inside_the_one_folder_given(folders):
     assert "win_rates.png" in [p.name for p in report.plots]
 
 
+def test_position_bias_shows_when_the_judge_was_asked_both_ways(tmp_path):
+    write_eval(tmp_path / "e", "runs/x/final", [])
+    result = json.loads((tmp_path / "e" / "eval.json").read_text())
+    page = build_report([tmp_path / "e"]).html.read_text()
+    assert "position bias" not in page  # a position-free judge: no column
+    result["position_swap"] = {"swapped": True, "position_bias_rate": 0.125, "first_position_rate": 0.05}
+    (tmp_path / "e" / "eval.json").write_text(json.dumps(result))
+    page = build_report([tmp_path / "e"]).html.read_text()
+    assert "<th>position bias</th>" in page and "<td class=\"num\">12.5%</td>" in page
+
+
 def test_errors_name_the_folder_and_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AlignkitError, match=r"empty holds no metrics.jsonl.*training run folder"):

@@ -363,6 +363,8 @@ def render_html(entries: list[Entry], figures: dict[str, bytes]) -> str:
 
 
 def win_rate_table(evaluated: list[Entry]) -> str:
+    """One row per evaluation; a position-bias column when a judge was asked both ways round."""
+    swapped = any((e.eval.get("position_swap") or {}).get("swapped") for e in evaluated)
     rows = []
     for e in evaluated:
         r, w = e.eval, e.eval["win_rate"]
@@ -374,9 +376,11 @@ def win_rate_table(evaluated: list[Entry]) -> str:
                      f"<b>{pct(w['win_rate'])}</b>", f"[{pct(w['ci_low'])}, {pct(w['ci_high'])}]", pct(lc),
                      f"{w['wins']} / {w['ties']} / {w['losses']}", num(kl, ".2f"),
                      f"{num(gold[0])} vs {num(gold[1])}"])
+        if swapped:
+            rows[-1].append(pct((r.get("position_swap") or {}).get("position_bias_rate")))
     return table(["run", "baseline", "judge", "prompts x n", "win rate", "95% CI", "length-controlled",
-                  "wins / ties / losses", "KL to reference", "gold score (policy vs baseline)"],
-                 rows, numeric_from=3)
+                  "wins / ties / losses", "KL to reference", "gold score (policy vs baseline)",
+                  *(["position bias"] if swapped else [])], rows, numeric_from=3)
 
 
 def category_table(evaluated: list[Entry]) -> str:
