@@ -172,6 +172,21 @@ def pipeline(
     run_pipeline(config, force or [])
 
 
+@app.command()
+def overopt(
+    run_dir: Path = typer.Argument(..., help="a ppo or grpo run folder with several checkpoints"),
+    prompts: Path = typer.Argument(..., help="held-out demo-world prompts (e.g. data/demo/prompts_eval.jsonl)"),
+    reward_model: str = typer.Option(..., "--reward-model", help="the proxy reward the run optimised"),
+    limit: int = typer.Option(200, help="prompts sampled per checkpoint"),
+    max_new_tokens: int = typer.Option(64),
+) -> None:
+    """Proxy and gold reward of every checkpoint against KL to the start: writes RUN_DIR/overoptimization.json."""
+    from alignkit.eval.overopt import write_overoptimization
+
+    path = write_overoptimization(run_dir, str(prompts), reward_model, limit=limit, max_new_tokens=max_new_tokens)
+    print(f"wrote {path}; `alignkit report {run_dir}` plots it")
+
+
 @app.command("generate")
 def generate_cmd(
     model: str = typer.Argument(..., help="a causal LM folder (e.g. runs/sft/final)"),
@@ -229,6 +244,23 @@ def eval_cmd(
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, limit=limit,
         batch_size=batch_size, max_length=max_length,
     ))
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="training run folders (metrics.jsonl), `alignkit eval` output "
+                                                   "folders (eval.json), or a folder above them (e.g. runs/demo)"),
+    out: Optional[Path] = typer.Option(None, help="the HTML file; report.md and plots/ go next to it "
+                                                  "[default: RUN_DIR/report.html for one folder, else ./report.html]"),
+) -> None:
+    """One self-contained report.html (curves, win rates with intervals, diagnostics, samples side by side)
+    and a markdown summary, report.md, printed here too."""
+    from alignkit.eval.report import build_report
+
+    result = build_report(run_dirs, out)
+    print("read:\n" + "\n".join(f"  {line}" for line in result.found) + "\n")
+    print(result.summary)
+    print(f"report: {result.html}   summary: {result.markdown}   plots: {result.html.parent / 'plots'}")
 
 
 @app.command("tiny-model")
