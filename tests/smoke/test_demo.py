@@ -26,5 +26,7 @@ def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
     points = json.loads((out / "runs" / "ppo_hacking" / "overoptimization.json").read_text())
     assert [p["step"] for p in points] == [0, 1, 2, 3]
     assert points[0]["kl"] == 0.0 and all({"kl", "proxy", "gold"} <= set(p) for p in points)
+    html = (out / "report.html").read_text()
+    assert "win rate" in html.lower() and "Over-optimisation" in html
     stages = {s["name"] for s in results["stages"]}
     assert {"reward model", "reward model (biased)", "ppo (reward hacking)", *METHODS, "evaluation"} <= stages

@@ -4,7 +4,7 @@ Stages, each skipped when its output already exists: demo data -> byte-level BPE
 model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO, PPO (with that reward
 model) and GRPO (exact-match rewards) from the SFT model -> evaluation: greedy answers to held-out prompts
 scored by the gold judge, and each method's gold win rate against SFT (alignkit eval). It ends with a results
-table and `summary.md` in the output folder.
+table, `summary.md` and `report.html` in the output folder.
 """
 
 from __future__ import annotations
@@ -91,8 +91,10 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, settings: dict | Non
         {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
          "stages": [vars(x) for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
+    report = _report(out)
     print("\n" + summary)
     print(f"results: {out / 'results.json'}   summary: {out / 'summary.md'}")
+    print(f"report: {report}  (open it in a browser: plots, win rates, samples side by side)")
     return results
 
 
@@ -196,6 +198,15 @@ def _reward_hacking(out: Path, sft: Path, biased_reward: Path, data: Path, s: di
     _train("ppo", raw, s["threads"])
     write_overoptimization(out / "runs" / "ppo_hacking", str(data / "prompts_eval.jsonl"), str(biased_reward),
                            limit=s["eval_prompts"], world_seed=seed)
+
+
+def _report(out: Path) -> Path:
+    """report.html over the training runs, the evaluations against SFT and the reward-hacking curve."""
+    from alignkit.eval.report import build_report
+
+    folders = [out / "runs" / name for name in ("sft", "reward", *METHODS, "ppo_hacking")]
+    folders += [out / "eval" / method for method in METHODS]
+    return build_report([f for f in folders if f.exists()], out / "report.html").html
 
 
 def _versus_sft(out: Path, method: str, model: Path, sft: Path, reward: Path, data: Path, s: dict,
