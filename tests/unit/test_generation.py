@@ -243,3 +243,18 @@ def test_bad_prompts_are_clear_errors(model, tokenizer):
         generate(model, tokenizer, [[5], []], greedy())
     with pytest.raises(AlignkitError, match="prompt 0 is a int"):
         generate(model, tokenizer, [5], greedy())
+
+
+def test_rows_that_finish_leave_the_batch_without_changing_the_others(model, tokenizer):
+    # EOS at position 12: prompts of 3..8 tokens finish after 10..5 response tokens, so finished rows are
+    # dropped from the batch (and the KV cache) while the others go on; each row must equal its run alone.
+    prompts = [list(range(5, 5 + k)) for k in (3, 8, 4, 7, 5, 6, 3, 8)]
+    wrapped = EosAtPosition(model, position=12)
+    batched = generate(wrapped, tokenizer, prompts, greedy(max_new_tokens=12))
+    assert batched.response_mask.sum(1).tolist() == [13 - len(p) for p in prompts]
+    for row, prompt in enumerate(prompts):
+        alone = generate(wrapped, tokenizer, [prompt], greedy(max_new_tokens=12))
+        length = alone.response_mask.sum().item()
+        assert torch.equal(batched.response_ids[row, :length], alone.response_ids[0, :length])
+        assert torch.allclose(batched.logps[row, :length], alone.logps[0, :length], atol=1e-5)
+        assert (batched.response_ids[row, length:] == 0).all() and not batched.response_mask[row, length:].any()

@@ -134,10 +134,23 @@ def generate(
 
 
 def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_id, eos_id):
-    """The decoding loop: response_ids, response_mask, logps [N, R] and stopped [N] (EOS or stop string)."""
-    attention_mask = prompt_mask.long()  # [N, P], grows by one column a step
+    """The decoding loop: response_ids, response_mask, logps [N, R] and stopped [N] (EOS or stop string).
+
+    Rows that finish leave the batch (with their KV cache rows) once an eighth of the live rows have
+    finished, so the remaining steps compute only for rows still writing; transformers' `generate` keeps
+    computing finished rows until the longest one ends.
+    """
+    n, width = len(prompt_ids), settings.max_new_tokens
+    device = prompt_ids.device
+    response_ids = torch.full((n, width), pad_id, dtype=torch.long, device=device)
+    response_mask = torch.zeros((n, width), dtype=torch.bool, device=device)
+    logps = torch.zeros((n, width), dtype=torch.float32, device=device)
+    stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    rows = torch.arange(n, device=device)  # the output row of each row in the batch
+    live = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still writing
+    attention_mask = prompt_mask.long()  # [n, P], grows by one column a step
     # Positions count real tokens only, so a left-padded prompt sees the same RoPE angles as it would alone.
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N, P]
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [n, P]
     out = model(
         input_ids=prompt_ids,
         attention_mask=attention_mask,
@@ -146,23 +159,35 @@ def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_
         logits_to_keep=1,  # only the last position's logits: the prefill never needs the rest
     )
     cache = out.past_key_values
-    next_logits = out.logits[:, -1].float()  # [N, V]
-    next_position = attention_mask.sum(-1, keepdim=True)  # [N, 1]
-    finished = torch.zeros(len(prompt_ids), dtype=torch.bool, device=prompt_ids.device)
-    step_tokens, step_masks, step_logps = [], [], []
-    for step in range(settings.max_new_tokens):
-        tokens = sample_next(next_logits, settings, generator)  # [N]
-        token_logps = next_logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)  # [N]
-        live = ~finished
-        tokens = tokens.masked_fill(finished, pad_id)  # finished rows keep sampling pad
-        step_tokens.append(tokens)
-        step_masks.append(live)
-        step_logps.append(token_logps.masked_fill(finished, 0.0))
-        finished = finished | (tokens == eos_id)
+    next_logits = out.logits[:, -1].float()  # [n_batch, V]
+    next_position = attention_mask.sum(-1, keepdim=True)  # [n_batch, 1]
+    can_compact = hasattr(cache, "batch_select_indices")
+    taken = 0  # decoding steps taken: the output is cut to that width
+    for step in range(width):
+        taken = step + 1
+        tokens = sample_next(next_logits, settings, generator)  # [n_batch]
+        token_logps = next_logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+        writing = rows[live]
+        response_ids[writing, step] = tokens[live]
+        response_mask[writing, step] = True
+        logps[writing, step] = token_logps[live]
+        done = live & (tokens == eos_id)
         if settings.stop_strings:
-            finished = finished | _hit_stop_string(tokenizer, step_tokens, finished, settings.stop_strings)
-        if finished.all() or step == settings.max_new_tokens - 1:
+            done |= live & _hit_stop_string(tokenizer, response_ids[rows, : step + 1], settings.stop_strings)
+        stopped[rows[done]] = True
+        live &= ~done
+        if not live.any() or step == width - 1:
             break
+        if can_compact and int((~live).sum()) * 8 >= len(live):
+            keep = live.nonzero().flatten()
+            try:
+                cache.batch_select_indices(keep)
+            except NotImplementedError:  # a cache type that cannot drop rows: keep computing them
+                can_compact = False
+            else:
+                rows, live, tokens = rows[keep], live[keep], tokens[keep]
+                attention_mask, next_position = attention_mask[keep], next_position[keep]
+        tokens = tokens.masked_fill(~live, pad_id)  # finished rows still in the batch read pad
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(tokens), 1)], dim=-1)
         out = model(
             input_ids=tokens[:, None],
@@ -174,19 +199,13 @@ def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_
         cache = out.past_key_values
         next_logits = out.logits[:, -1].float()
         next_position = next_position + 1
-    return torch.stack(step_tokens, 1), torch.stack(step_masks, 1), torch.stack(step_logps, 1), finished
+    return response_ids[:, :taken], response_mask[:, :taken], logps[:, :taken], stopped
 
 
-def _hit_stop_string(tokenizer, step_tokens, finished, stop_strings) -> torch.Tensor:
-    """[N] bool: rows not yet finished whose response text so far contains a stop string.
-
-    Only the newest token can complete one: an earlier hit would have finished the row already."""
-    hit = torch.zeros_like(finished)
-    tokens = torch.stack(step_tokens, 1)  # [N, t]
-    for row in (~finished).nonzero().flatten().tolist():
-        text = tokenizer.decode(tokens[row].tolist())
-        hit[row] = any(stop in text for stop in stop_strings)
-    return hit
+def _hit_stop_string(tokenizer, tokens: torch.Tensor, stop_strings) -> torch.Tensor:
+    """[n] bool: rows whose response text so far (`tokens` [n, t]) contains a stop string."""
+    return torch.tensor([any(stop in tokenizer.decode(row.tolist()) for stop in stop_strings) for row in tokens],
+                        dtype=torch.bool, device=tokens.device)
 
 
 def _response_text(tokenizer, ids: list[int], eos_id: int, stop_strings: tuple[str, ...]) -> str:
