@@ -277,13 +277,18 @@ class RewardSpec(Section):
     """One term of the reward: a function (a built-in name or "module:function") or a reward model folder."""
 
     function: str | None = Field(None, description="exact_match, repetition_penalty, or module:function")
-    model: str | None = Field(None, description="a reward model folder, scored at the last real token")
+    model: str | None = Field(None, description="a reward model folder (scored at the last real token) or a "
+                              "process reward model folder (`alignkit prm`; its steps' scores reduced)")
+    reduce: Literal["min", "product", "last"] | None = Field(
+        None, description="process reward models only: how step scores become one; default min")
     weight: float = 1.0
 
     @model_validator(mode="after")
     def _one_source(self) -> RewardSpec:
         if (self.function is None) == (self.model is None):
             raise ValueError("a reward names exactly one of `function` or `model`")
+        if self.reduce is not None and self.model is None:
+            raise ValueError("`reduce` is read only for a process reward model (`model:`)")
         return self
 
 

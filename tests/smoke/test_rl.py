@@ -171,3 +171,17 @@ def test_grpo_cli_and_validate_read_a_prompt_file(tmp_path, tiny_model, world_di
     assert (tmp_path / "g" / "final" / "model.safetensors").is_file()
     bad = cli("grpo", str(config), "grpo.rewards=[{function: nowhere_module:fn}]", "name=g2", check=False)
     assert bad.returncode == 2 and "no module named 'nowhere_module'" in bad.stderr
+
+
+def test_grpo_takes_a_process_reward_model_as_a_reward(tmp_path, tiny_model, world_dir):
+    prm = alignkit.run("prm", None, "name=prm", f"output_dir={tmp_path}", f"model.path={tiny_model}",
+                       f"data.train={world_dir / 'stepwise.jsonl'}", "data.max_length=128", "train.max_steps=2",
+                       "train.threads=1")
+    run = grpo(tmp_path, tiny_model, world_dir, "with_prm",
+               f"grpo.rewards=[{{model: '{prm.path / 'final'}', reduce: last}}]", "grpo.group_size=2",
+               "train.batch_size=2", "train.max_steps=1", "rollout.max_new_tokens=8")
+    last = lines(run.path)[-1]
+    assert 0 <= last["rewards/prm_last"] <= 1  # the last step's probability of being right
+    with pytest.raises(AlignkitError, match="reduce"):
+        grpo(tmp_path, tiny_model, world_dir, "rm_with_reduce",
+             f"grpo.rewards=[{{model: '{tiny_model}', reduce: min}}]", "train.max_steps=1")

@@ -34,6 +34,7 @@ from alignkit.ops.advantages import dynamic_sampling_keep, masked_group_advantag
 from alignkit.ops.kl import kl_k3
 from alignkit.recipes.common import RunResult, create_run, reference_settings, start
 from alignkit.rewards.compose import load_reward_function, weighted_sum
+from alignkit.rewards.prm import ProcessReward, read_prm_info
 from alignkit.train import rl
 from alignkit.train.loop import StopOnSignal, build_optimizer
 from alignkit.train.rollout import Rollout, evaluating, minibatches, response_logps, sample_rollout, sequence_scores
@@ -206,6 +207,13 @@ def load_reward_terms(specs: list[RewardSpec], tokenizer, device) -> list[Reward
         if spec.function is not None:
             terms.append(RewardTerm(spec.function, spec.weight, function=load_reward_function(spec.function)))
             continue
+        if read_prm_info(spec.model) is not None:  # a PRM reads the completion's steps from its text
+            reward = ProcessReward(spec.model, spec.reduce or "min", device=device)
+            terms.append(RewardTerm(f"prm:{spec.model}", spec.weight, function=reward))
+            continue
+        if spec.reduce is not None:
+            raise AlignkitError(f"reward model {spec.model} is not a process reward model (no prm.json): drop "
+                                "`reduce`, which only PRMs read")
         from alignkit.config import ModelSettings
 
         model, model_tokenizer = load_scalar_model(ModelSettings(path=spec.model), device, new_head=False)
