@@ -37,7 +37,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     work = Path(tempfile.mkdtemp())
-    write_demo_data(work / "world", scale=0.1)
+    write_demo_data(work / "world", scale=0.3)  # 150 held-out prompts
     folder = args.model or make_tiny_model(work / "world" / "pretrain.jsonl", work / "model", size=args.size,
                                            vocab_size=1024)
     eos_on = args.model is not None
@@ -79,7 +79,7 @@ def main() -> None:
     # HF pads finished rows with pad after EOS; compare the real response tokens only
     same = bool(((ids[:, :width] == hf[:, :width]) | ~reference.response_mask[:, :width]).all())
     mode = f"EOS on, {work_tokens:,} response tokens" if eos_on else "EOS off"
-    print(f"greedy, {args.model or args.size} model, {args.prompts} prompts, up to {args.new_tokens} new tokens "
+    print(f"greedy, {args.model or args.size} model, {len(prompts)} prompts, up to {args.new_tokens} new tokens "
           f"({mode}), {args.threads} threads")
     for name, tps in results.items():
         print(f"  {name:22} {tps:10,.0f} tokens/s")

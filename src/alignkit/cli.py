@@ -298,7 +298,8 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's data, models and runs"),
     quick: bool = typer.Option(False, help="a smaller, faster version"),
 ) -> None:
-    """Run the pipeline on the bundled task, offline: data -> tiny model -> pretrain -> SFT -> evaluation."""
+    """The whole pipeline on the bundled task, offline: data -> tiny model -> pretrain -> SFT -> reward model ->
+    DPO, PPO, GRPO -> gold win rates against SFT, a reward-hacking run, and report.html."""
     from alignkit.demo.pipeline import run_demo
 
     run_demo(out, quick=quick)
