@@ -47,17 +47,18 @@ def ppo(tmp_path, sft_model, reward_model, world_dir, name, *extra):
     )
 
 
-def test_ppo_raises_the_reward_models_score_with_bounded_kl(tmp_path, sft_model, reward_model, world_dir):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ppo_raises_the_reward_models_score_with_bounded_kl(tmp_path, sft_model, reward_model, world_dir, seed):
     run = ppo(tmp_path, sft_model, reward_model, world_dir, "ppo", f"data.eval={world_dir / 'prompts_eval.jsonl'}",
-              "train.lr=5e-5", "train.max_steps=40", "train.eval_every=20")
+              f"seed={seed}", "train.lr=1e-4", "train.max_steps=60", "train.eval_every=30")
     logged = lines(run.path)
     evals = [x["eval/score"] for x in logged if "eval/score" in x]
-    assert len(evals) == 3  # step 0 (the SFT model), 20, 40
-    assert evals[-1] > evals[0] + 0.1, evals  # held-out prompts, greedy answers, scored by the reward model
+    assert len(evals) == 3  # step 0 (the SFT model), 30, 60
+    assert evals[-1] > evals[0] + 0.2, evals  # held-out prompts, greedy answers, scored by the reward model
     steps = [x for x in logged if "objective/kl" in x]
-    assert len(steps) == 40
+    assert len(steps) == 60
     assert abs(steps[0]["objective/kl"]) < 0.05  # the first rollout comes from the reference itself
-    assert max(x["objective/kl"] for x in steps) < 5.0  # the KL penalty holds the policy near the reference
+    assert max(x["objective/kl"] for x in steps) < 10.0  # the KL penalty holds the policy near the reference
     for key in ("objective/scores", "objective/rlhf_reward", "policy/entropy", "policy/clipfrac",
                 "policy/approxkl", "val/loss", "val/explained_variance", "response_length", "no_eos_rate",
                 "rollout_s", "update_s"):

@@ -5,6 +5,7 @@ Everything here is a no-op with one process, so recipes call it unconditionally.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ def init_distributed() -> Dist:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Leave the group before the interpreter tears down: a gloo group still alive at exit can abort
+        # the process ("terminate called without an active exception") after a run that went well.
+        atexit.register(shutdown)
     rank = dist.get_rank() if dist.is_initialized() else 0
     return Dist(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
