@@ -24,12 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from alignkit.config import GRPOConfig, RewardSpec
-from alignkit.data.io import read_rows
-from alignkit.data.tokenize import tokenize_prompts
 from alignkit.errors import AlignkitError
-from alignkit.losses.policy import aggregate, ppo_clip_loss
+from alignkit.losses.policy import aggregate, ppo_clip_loss, token_mean
 from alignkit.models.heads import load_scalar_model
-from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
+from alignkit.models.load import load_policy, load_reference, save_pretrained
 from alignkit.ops.advantages import dynamic_sampling_keep, masked_group_advantages, overlong_penalty
 from alignkit.ops.kl import kl_k3
 from alignkit.recipes.common import RunResult, create_run, reference_settings, start
@@ -37,7 +35,16 @@ from alignkit.rewards.compose import load_reward_function, weighted_sum
 from alignkit.rewards.prm import ProcessReward, read_prm_info
 from alignkit.train import rl
 from alignkit.train.loop import StopOnSignal, build_optimizer
-from alignkit.train.rollout import Rollout, evaluating, minibatches, response_logps, sample_rollout, sequence_scores
+from alignkit.train.rollout import (
+    Rollout,
+    evaluating,
+    greedy_rollouts,
+    minibatches,
+    reference_logps,
+    response_logps,
+    sample_rollout,
+    sequence_scores,
+)
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,8 @@ def main(cfg: GRPOConfig) -> RunResult:
     overlong_cache = g.overlong_cache or max(1, cfg.rollout.max_new_tokens // 4)
     max_length = cfg.rollout.max_new_tokens if variant.aggregation == "constant_length" else None
 
-    train_rows = read_rows(cfg.data.train)
-    eval_rows = read_rows(cfg.data.eval) if cfg.data.eval else None
-    train, report = tokenize_prompts(train_rows, tokenizer, cfg.data.max_prompt_length, cfg.data.truncation)
-    held_out, eval_report = (tokenize_prompts(eval_rows, tokenizer, cfg.data.max_prompt_length,
-                                              cfg.data.truncation) if eval_rows else (None, None))
-    run = create_run("grpo", cfg, d, {"train": report, "eval": eval_report})
+    train_rows, eval_rows, train, held_out, reports = rl.prompt_splits(cfg, tokenizer)
+    run = create_run("grpo", cfg, d, reports)
     terms = load_reward_terms(g.rewards, tokenizer, d.device)
 
     reference = None
@@ -117,7 +120,8 @@ def main(cfg: GRPOConfig) -> RunResult:
                 off_policy = g.epochs > 1 or size < len(used)
                 with torch.no_grad(), evaluating(policy):
                     old_logps = response_logps(policy, batch, cfg.rollout.temperature)[0] if off_policy else None
-                    ref_logps = reference_logps(policy, reference, batch, cfg) if g.kl_coef > 0 else None
+                    ref_logps = (reference_logps(policy, reference, batch, cfg.rollout.temperature)
+                                 if g.kl_coef > 0 else None)
                 update = train_on(policy, optimizer, batch, batch_advantages, old_logps, ref_logps, cfg,
                                   clip_low, clip_high, variant.aggregation, max_length)
             bad.record(step, update.get("stepped", 0) > 0 or not len(used))
@@ -170,8 +174,8 @@ def train_on(policy, optimizer, batch: Rollout, advantages: torch.Tensor, old_lo
             if ref_logps is not None:  # GRPO eq. 3: beta * KL(pi || pi_ref), estimated by k3
                 kl = kl_k3(logps, ref_logps[index])
                 loss = loss + g.kl_coef * aggregate(aggregation, kl, part.response_mask, max_length)
-                m["kl"] = float(_masked_mean(kl.detach(), part.response_mask))
-            m["policy/entropy"] = float(_masked_mean(entropy, part.response_mask))
+                m["kl"] = float(token_mean(kl.detach(), part.response_mask))
+            m["policy/entropy"] = float(token_mean(entropy, part.response_mask))
             m["loss"] = float(loss.detach())
             grad_norm, ok = rl.guarded_step(policy, optimizer, loss, cfg.train.max_grad_norm)
             m["grad_norm"] = grad_norm
@@ -181,12 +185,6 @@ def train_on(policy, optimizer, batch: Rollout, advantages: torch.Tensor, old_lo
                 sums[key] = sums.get(key, 0.0) + value
     return {**{k: v / steps for k, v in sums.items()}, "stepped": float(stepped)}
 
-
-def reference_logps(policy, reference, batch: Rollout, cfg) -> torch.Tensor:
-    if reference is not None:
-        return response_logps(reference, batch, cfg.rollout.temperature)[0]
-    with unwrap(policy).disable_adapter():  # the policy with its LoRA adapter off is the starting model
-        return response_logps(policy, batch, cfg.rollout.temperature)[0]
 
 
 # ---- rewards ----
@@ -250,21 +248,15 @@ def score(terms: list[RewardTerm], rollout: Rollout, rows: list[dict], timeout_s
 def evaluate(policy, tokenizer, terms, examples: list[dict], rows: list[dict], cfg) -> dict[str, float]:
     """Greedy answers to the held-out prompts, scored by the reward terms: eval/reward, eval/rewards/*."""
     parts, per_term_all = [], {}
-    with evaluating(policy):
-        for start in range(0, len(examples), 64):
-            rollout = sample_rollout(policy, tokenizer, examples[start : start + 64],
-                                     cfg.rollout.max_new_tokens, 0.0, cfg.rollout.stop_strings)
-            rewards, per_term, _ = score(terms, rollout, rows, cfg.grpo.reward_timeout_s)
-            parts.append(rewards)
-            for name, scores in per_term.items():
-                per_term_all.setdefault(name, []).extend(s for s in scores if s is not None)
+    r = cfg.rollout
+    for rollout in greedy_rollouts(policy, tokenizer, examples, r.max_new_tokens, r.stop_strings):
+        rewards, per_term, _ = score(terms, rollout, rows, cfg.grpo.reward_timeout_s)
+        parts.append(rewards)
+        for name, scores in per_term.items():
+            per_term_all.setdefault(name, []).extend(s for s in scores if s is not None)
     rewards = torch.cat(parts)
     return {"eval/reward": rl.mean(rewards[~torch.isnan(rewards)].tolist()),
             **{f"eval/rewards/{k}": rl.mean(v) for k, v in per_term_all.items()}}
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
 
 
 def _std(x: torch.Tensor) -> float:

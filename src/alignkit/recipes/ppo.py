@@ -26,12 +26,10 @@ from pathlib import Path
 import torch
 
 from alignkit.config import ModelSettings, PPOConfig
-from alignkit.data.io import read_rows
-from alignkit.data.tokenize import tokenize_prompts
 from alignkit.errors import AlignkitError
-from alignkit.losses.policy import explained_variance, ppo_clip_loss, value_clip_loss
+from alignkit.losses.policy import explained_variance, ppo_clip_loss, token_mean, value_clip_loss
 from alignkit.models.heads import is_reward_config, load_scalar_model
-from alignkit.models.load import load_policy, load_reference, save_pretrained, unwrap
+from alignkit.models.load import load_policy, load_reference, save_pretrained
 from alignkit.ops.advantages import gae, masked_whiten
 from alignkit.ops.kl import ESTIMATORS, AdaptiveKL, FixedKL, shaped_token_rewards
 from alignkit.recipes.common import RunResult, create_run, reference_settings, start
@@ -40,7 +38,9 @@ from alignkit.train.loop import StopOnSignal, build_optimizer
 from alignkit.train.rollout import (
     Rollout,
     evaluating,
+    greedy_rollouts,
     minibatches,
+    reference_logps,
     response_logps,
     response_values,
     sample_rollout,
@@ -60,12 +60,8 @@ def main(cfg: PPOConfig) -> RunResult:
     reference = (load_reference(reference_settings(cfg.model, p.reference_path), d.device)
                  if p.reference == "model" else None)
 
-    train_rows = read_rows(cfg.data.train)
-    eval_rows = read_rows(cfg.data.eval) if cfg.data.eval else None
-    train, report = tokenize_prompts(train_rows, tokenizer, cfg.data.max_prompt_length, cfg.data.truncation)
-    held_out, eval_report = (tokenize_prompts(eval_rows, tokenizer, cfg.data.max_prompt_length,
-                                              cfg.data.truncation) if eval_rows else (None, None))
-    run = create_run("ppo", cfg, d, {"train": report, "eval": eval_report})
+    train_rows, eval_rows, train, held_out, reports = rl.prompt_splits(cfg, tokenizer)
+    run = create_run("ppo", cfg, d, reports)
 
     models = torch.nn.ModuleDict({"policy": policy, "value": value_model})  # one optimizer, one checkpoint
     optimizer = build_optimizer(models, cfg.train)
@@ -88,7 +84,7 @@ def main(cfg: PPOConfig) -> RunResult:
                 rollout = sample_rollout(policy, tokenizer, prompts, cfg.rollout.max_new_tokens,
                                          cfg.rollout.temperature, cfg.rollout.stop_strings)
                 old_logps = response_logps(policy, rollout, cfg.rollout.temperature)[0]  # [N, R]
-                ref_logps = reference_logps(policy, reference, rollout, cfg)  # [N, R]
+                ref_logps = reference_logps(policy, reference, rollout, cfg.rollout.temperature)
                 old_values = response_values(value_model, rollout)  # [N, R]
                 raw_scores = sequence_scores(reward_model, rollout)  # [N]
             scores = shape_scores(raw_scores, rollout.truncated, stats, p.missing_eos_penalty, p.reward_clip)
@@ -164,7 +160,7 @@ def train_on(models, optimizer, rollout: Rollout, old_logps, old_values, advanta
             grad_norm, ok = rl.guarded_step(models, optimizer, loss, cfg.train.max_grad_norm)
             m.update(value_metrics)
             m.update({"policy/loss": float(policy_loss.detach()), "val/loss": float(value_loss.detach()),
-                      "policy/entropy": float((entropy * mask).sum() / mask.sum().clamp(min=1)),
+                      "policy/entropy": float(token_mean(entropy, mask)),
                       "loss": float(loss.detach()), "grad_norm": grad_norm})
             stepped += ok
             steps += 1
@@ -185,12 +181,6 @@ def shape_scores(raw: torch.Tensor, truncated: torch.Tensor, stats: dict | None,
         scores = scores.clamp(-clip, clip)
     return scores
 
-
-def reference_logps(policy, reference, rollout: Rollout, cfg: PPOConfig) -> torch.Tensor:
-    if reference is not None:
-        return response_logps(reference, rollout, cfg.rollout.temperature)[0]
-    with unwrap(policy).disable_adapter():  # the policy with its LoRA adapter off is the starting model
-        return response_logps(policy, rollout, cfg.rollout.temperature)[0]
 
 
 def load_matching_scalar_model(path: str, tokenizer, device, role: str):
@@ -232,10 +222,9 @@ def reward_stats(reward_model: str) -> dict:
 def evaluate(policy, tokenizer, reward_model, examples: list[dict], cfg: PPOConfig) -> dict[str, float]:
     """Greedy answers to the held-out prompts: the reward model's mean score (eval/score) and length."""
     scores, lengths = [], []
-    with evaluating(policy):
-        for start in range(0, len(examples), 64):
-            rollout = sample_rollout(policy, tokenizer, examples[start : start + 64],
-                                     cfg.rollout.max_new_tokens, 0.0, cfg.rollout.stop_strings)
-            scores.append(sequence_scores(reward_model, rollout))
-            lengths.append(rollout.lengths.float())
-    return {"eval/score": float(torch.cat(scores).mean()), "eval/response_length": float(torch.cat(lengths).mean())}
+    r = cfg.rollout
+    for rollout in greedy_rollouts(policy, tokenizer, examples, r.max_new_tokens, r.stop_strings):
+        scores.append(sequence_scores(reward_model, rollout))
+        lengths.append(rollout.lengths.float())
+    return {"eval/score": float(torch.cat(scores).mean()),
+            "eval/response_length": float(torch.cat(lengths).mean())}

@@ -33,6 +33,21 @@ def prompt_plan(num_examples: int, cfg) -> tuple[BatchPlan, int]:
     return plan, plan.total_steps(cfg.train.epochs, cfg.train.max_steps)
 
 
+def prompt_splits(cfg, tokenizer):
+    """(train rows, eval rows or None, train examples, eval examples or None, the two tokenization reports)
+    from data.train and data.eval, through data.tokenize.tokenize_prompts."""
+    from alignkit.data.io import read_rows
+    from alignkit.data.tokenize import tokenize_prompts
+
+    d = cfg.data
+    train_rows = read_rows(d.train)
+    eval_rows = read_rows(d.eval) if d.eval else None
+    train, report = tokenize_prompts(train_rows, tokenizer, d.max_prompt_length, d.truncation)
+    held_out, eval_report = (tokenize_prompts(eval_rows, tokenizer, d.max_prompt_length, d.truncation)
+                             if eval_rows else (None, None))
+    return train_rows, eval_rows, train, held_out, {"train": report, "eval": eval_report}
+
+
 def set_lr(optimizer: torch.optim.Optimizer, cfg, step: int, total_steps: int) -> float:
     t = cfg.train
     lr = t.lr * lr_factor(step, total_steps, t.warmup_steps, t.schedule, t.min_lr_ratio)
@@ -91,10 +106,6 @@ def maybe_resume(run: Run, model: torch.nn.Module, optimizer, plan: BatchPlan) -
 
 def _plan_state(plan: BatchPlan) -> dict:
     return {"num_examples": plan.num_examples, "global_batch": plan.global_batch}
-
-
-def trainable(*models: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for m in models for p in m.parameters() if p.requires_grad]
 
 
 def mean(values) -> float:

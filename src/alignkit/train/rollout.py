@@ -20,6 +20,7 @@ import torch
 
 from alignkit.generation.sampler import SamplingSettings, generate
 from alignkit.models.heads import sequence_rewards, token_scores
+from alignkit.models.load import unwrap
 from alignkit.ops.logprobs import token_entropy, token_logps
 
 
@@ -78,6 +79,16 @@ def sample_rollout(policy, tokenizer, examples: list[dict], max_new_tokens: int,
     )
 
 
+def greedy_rollouts(policy, tokenizer, examples: list[dict], max_new_tokens: int,
+                    stop_strings: tuple[str, ...] = (), batch_size: int = 64):
+    """Greedy answers to `examples`, `batch_size` prompts at a time, as Rollouts (for held-out evaluation);
+    the policy is in eval mode while it answers."""
+    with torch.no_grad(), evaluating(policy):
+        for first in range(0, len(examples), batch_size):
+            yield sample_rollout(policy, tokenizer, examples[first : first + batch_size], max_new_tokens, 0.0,
+                                 stop_strings)
+
+
 def response_logps(model, rollout: Rollout, temperature: float = 1.0,
                    with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(response token t | prompt, earlier tokens) [N, R], 0 off the response; and the entropy of
@@ -100,6 +111,15 @@ def response_logps(model, rollout: Rollout, temperature: float = 1.0,
         with torch.no_grad():
             entropy = token_entropy(logits.detach())
     return logps, entropy
+
+
+def reference_logps(policy, reference, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+    """log pi_ref of the response tokens [N, R]: from the frozen `reference`, or, when it is None, from the
+    policy with its LoRA adapter switched off (which is the starting model, with no second copy in memory)."""
+    if reference is not None:
+        return response_logps(reference, rollout, temperature)[0]
+    with unwrap(policy).disable_adapter():
+        return response_logps(policy, rollout, temperature)[0]
 
 
 def response_values(value_model, rollout: Rollout) -> torch.Tensor:
