@@ -173,7 +173,8 @@ def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_
         logps[writing, step] = token_logps[live]
         done = live & (tokens == eos_id)
         if settings.stop_strings:
-            done |= live & _hit_stop_string(tokenizer, response_ids[rows, : step + 1], settings.stop_strings)
+            still = live.nonzero().flatten()  # decode only the rows still writing
+            done[still] |= _hit_stop_string(tokenizer, response_ids[writing, : step + 1], settings.stop_strings)
         stopped[rows[done]] = True
         live &= ~done
         if not live.any() or step == width - 1:

@@ -75,7 +75,7 @@ def fit(
                 group["lr"] = lr
             batches = [collate([train_examples[i] for i in ids]) for ids in plan.micro_batches(step)]
             loss, sums, tokens = _accumulate(ddp_model, batches, loss_fn, weight_key, d)
-            grad_norm = _clip(model, cfg.max_grad_norm)
+            grad_norm = clip_gradients(model, cfg.max_grad_norm)
             finite = math.isfinite(loss) and math.isfinite(grad_norm)
             if finite:
                 optimizer.step()
@@ -172,7 +172,7 @@ def _real_tokens(batch: dict) -> int:
     return int(mask.sum())
 
 
-def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
+def clip_gradients(model: torch.nn.Module, max_norm: float | None) -> float:
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
         return 0.0

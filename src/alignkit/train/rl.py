@@ -15,6 +15,7 @@ import torch
 from alignkit.errors import AlignkitError
 from alignkit.train.batches import BatchPlan
 from alignkit.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from alignkit.train.loop import clip_gradients
 from alignkit.train.run import Run
 from alignkit.train.schedule import lr_factor
 
@@ -60,9 +61,7 @@ def guarded_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss:
                  max_grad_norm: float | None) -> tuple[float, bool]:
     """Backward, clip, and step unless the loss or gradient is not finite: (grad_norm, stepped)."""
     loss.backward()
-    params = [p for p in model.parameters() if p.grad is not None]
-    limit = max_grad_norm if max_grad_norm is not None else float("inf")
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit)) if params else 0.0
+    grad_norm = clip_gradients(model, max_grad_norm)
     finite = math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)
     if finite:
         optimizer.step()
