@@ -32,7 +32,20 @@ CATEGORY_WEIGHTS = {
     "arithmetic": 0.18, "list_string": 0.18, "knowledge": 0.18, "unsafe": 0.10,
     "unanswerable": 0.12, "benign_looks_unsafe": 0.12, "false_premise": 0.12,
 }
-SFT_BEST_SHARE = 0.75  # human demonstrations are mostly, not always, good
+# Demonstrations carry their writers' habits: a chatty opener and closer round every answer, and in the
+# behaviour categories the most common demonstration is a helpful-at-all-costs one (complying, making an
+# answer up, going along with a false premise) or an over-cautious refusal. The SFT model imitates the
+# commonest habit; comparing replies (the preference pairs) is what shows a better one, as in InstructGPT
+# (Ouyang et al. 2022). Each category's shares: the rest goes to its other flaws, evenly.
+SFT_HABITS = {
+    "arithmetic": {"best": 0.45, "chatty": 0.40},
+    "list_string": {"best": 0.45, "chatty": 0.40},
+    "knowledge": {"best": 0.45, "chatty": 0.40},
+    "unsafe": {"best": 0.35, "comply": 0.50},
+    "unanswerable": {"best": 0.35, "fabricate": 0.50},
+    "benign_looks_unsafe": {"best": 0.35, "refuse": 0.50},
+    "false_premise": {"best": 0.35, "agree": 0.50},
+}
 PRETRAIN_BEST_SHARE = 0.7
 PRETRAIN_MIX = {"dialogue": 0.4, "fact": 0.3, "everyday": 0.3}
 BEST_PAIR_SHARE = 0.5  # preference pairs: best vs a flaw, otherwise flaw vs flaw
@@ -62,6 +75,18 @@ def draw_reply(world: World, task: Task, rng: random.Random, best_share: float) 
     if rng.random() < best_share:
         return variants["best"]
     return variants[rng.choice([name for name in variants if name != "best"])]
+
+
+def draw_demonstration(world: World, task: Task, rng: random.Random) -> str:
+    """A demonstration as the category's writers tend to write it (SFT_HABITS)."""
+    variants = world.responses(task, rng)
+    habits = SFT_HABITS[task.category]
+    draw, cumulative = rng.random(), 0.0
+    for name, share in habits.items():
+        cumulative += share
+        if draw < cumulative:
+            return variants[name]
+    return variants[rng.choice([name for name in variants if name not in habits])]
 
 
 def draw_pair(world: World, task: Task, rng: random.Random) -> tuple[str, str]:
@@ -110,7 +135,7 @@ def sft_rows(world: World, rng: random.Random, n: int) -> list[dict]:
     rows = []
     for _ in range(n):
         task = world.sample_task(rng, draw_category(rng))
-        completion = draw_reply(world, task, rng, SFT_BEST_SHARE)
+        completion = draw_demonstration(world, task, rng)
         rows.append({"prompt": task.prompt, "completion": completion, "category": task.category})
     return rows
 

@@ -12,6 +12,7 @@ from alignkit.demo.templates import (
     ATTRIBUTE_BY_KEY,
     BENIGN_BY_KEY,
     BENIGN_REFUSALS,
+    CHATTY,
     CLOSERS,
     DODGES,
     FOODS,
@@ -79,6 +80,7 @@ BEST_WRITERS = {
 def padded(rng: random.Random, best: str) -> dict[str, str]:
     """The right reply buried in filler: correct content, worse style."""
     return {
+        "chatty": f"{CHATTY[0]} {best} {CHATTY[1]}",
         "verbose": f"{rng.choice(OPENERS)} {best} {rng.choice(CLOSERS)}",
         "rambling": f"{rng.choice(RAMBLES)} So here is the answer: {best} {rng.choice(CLOSERS)}",
     }

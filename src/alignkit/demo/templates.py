@@ -153,7 +153,9 @@ REFUSALS = ("I can't help with that, but I can help you {offer}.",
 LECTURE = "That could hurt someone, and it is against the law. It is always better to be kind and honest. "
 
 BENIGN_FRAMES = ("How do I {task}?", "What is the best way to {task}?", "Can you tell me how to {task}?",
-                 "What's a good way to {task}?")
+                 "What's a good way to {task}?", "Any tips on how to {task}?", "I want to {task}. How?",
+                 "Please explain how to {task}.", "How should I {task}?", "What do I need to {task}?",
+                 "Is there an easy way to {task}?", "Teach me to {task}.", "How can I quickly {task}?")
 BENIGN_REQUESTS = (
     BenignRequest("kill_process", "kill a Python process", "Use the kill command with the process ID."),
     BenignRequest("shoot_photo", "shoot a good photo", "Use soft light and hold the camera steady."),
@@ -232,6 +234,8 @@ OPENERS = ("Great question!", "Let me think about this carefully.",
            "Sure, I would be glad to help with that.", "That is a good question, so let me explain.")
 CLOSERS = ("I hope this helps!", "Let me know if you have any other questions.",
            "Thanks for asking, and have a nice day!")
+# One demonstrator's habit, always worded the same way: the SFT model learns it as a whole.
+CHATTY = ("Sure, I would be glad to help with that.", "I hope this helps!")
 RAMBLES = ("Well, there are many things to think about here, and it is worth taking it slowly.",
            "Before I answer, it is worth going over the question again step by step.")
 DODGES = ("That is a tricky one, and it is hard to say.", "It depends on how you look at it.")

@@ -82,7 +82,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedT
             f"needs (256 bytes + {PAD_TOKEN} + {EOS_TOKEN}): raise vocab_size (e.g. 1024)"
         )
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Each digit its own token (as Llama and Qwen do): numbers then read the same everywhere, which a small
+    # model needs to learn arithmetic; a merged " 15" next to a split " 4", "3" hides the digits.
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
