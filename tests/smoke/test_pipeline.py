@@ -1,6 +1,8 @@
 """`alignkit pipeline`: stages run in order, later stages read earlier outputs as {name}, finished stages are
 skipped, and a failing stage stops the run with its name while earlier outputs stay."""
 
+import json
+
 import pytest
 import yaml
 
@@ -54,3 +56,46 @@ def test_references_must_point_to_earlier_stages(tmp_path):
     path = write(tmp_path, [{"name": "a", "recipe": "sftt"}])
     with pytest.raises(AlignkitError, match="recipe 'sftt'"):
         load_pipeline(path)
+
+
+def test_tool_stages_inline_settings_and_run_references(tmp_path):
+    """demo-data -> tiny-model -> sft (inline settings) -> eval -> report: the demo's kinds of stage, chained."""
+    stages = [
+        {"name": "data", "recipe": "demo-data", "settings": {"seed": 0, "scale": 0.05}},
+        {"name": "tiny", "recipe": "tiny-model",
+         "settings": {"texts_path": "{data}/pretrain.jsonl", "size": "100k", "vocab_size": 512}},
+        {"name": "sft", "recipe": "sft", "settings": {
+            "model": {"path": "{tiny}"}, "data": {"train": "{data}/sft.jsonl", "max_length": 128},
+            "train": {"max_steps": 2, "batch_size": 8, "threads": 1}}},
+        {"name": "eval_sft", "recipe": "eval", "settings": {
+            "policy": "{sft}", "baseline": "{tiny}", "prompts": "{data}/prompts_eval.jsonl", "limit": 4,
+            "max_new_tokens": 8}},
+        {"name": "report", "recipe": "report", "settings": {"paths": ["{sft:run}", "{eval_sft}"]}},
+    ]
+    path = write(tmp_path, stages)
+    results = run_pipeline(path, overrides={"sft": {"train.max_steps": 3}})
+    root = tmp_path / "runs" / "p"
+    assert [r.output for r in results] == [root / "data", root / "tiny", root / "sft" / "final",
+                                           root / "eval_sft", root / "report"]
+    assert (root / "data" / "manifest.json").is_file() and (root / "tiny" / "config.json").is_file()
+    steps = [json.loads(line)["step"] for line in (root / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 3  # the override won over the inline max_steps: 2
+    assert "win rate" in (root / "report" / "report.html").read_text().lower()
+    assert all(r.skipped for r in run_pipeline(path))
+
+
+def test_a_tool_stage_names_its_settings(tmp_path):
+    path = write(tmp_path, [{"name": "data", "recipe": "demo-data", "settings": {"seed": 0, "scael": 0.1}}])
+    with pytest.raises(AlignkitError, match="(?s)stage 'data'.*takes the settings out_dir|unknown: scael"):
+        run_pipeline(path)
+    with pytest.raises(AlignkitError, match="overrides for nope: no such stage"):
+        run_pipeline(path, overrides={"nope": {"x": 1}})
+
+
+def test_the_bundled_demo_pipeline_is_valid():
+    from alignkit.demo.pipeline import QUICK, bundled_config
+
+    cfg = load_pipeline(bundled_config())
+    names = [s.name for s in cfg.stages]
+    assert set(QUICK) <= set(names)
+    assert names[:4] == ["data", "tiny-model", "pretrain", "sft"] and names[-1] == "report"

@@ -1,223 +1,83 @@
-"""`alignkit demo`: the bundled pipeline, offline, on the demo world.
+"""`alignkit demo`: the bundled pipeline (alignkit/configs/demo.yaml), offline, on the demo world.
 
-Stages, each skipped when its output already exists: demo data -> byte-level BPE tokenizer + tiny Llama
-model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO, PPO (with that reward
-model) and GRPO (exact-match rewards) from the SFT model -> evaluation: greedy answers to held-out prompts
-scored by the gold judge, and each method's gold win rate against SFT (alignkit eval). It ends with a results
-table, `summary.md` and `report.html` in the output folder.
+`alignkit pipeline` runs the stages, each skipped when its output already exists: demo data -> byte-level BPE
+tokenizer + tiny Llama model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO,
+PPO (with that reward model) and GRPO (exact-match rewards) from the SFT model -> a reward-hacking run (a reward
+model from length-biased annotators, weak KL) traced checkpoint by checkpoint -> each method against SFT on
+held-out prompts, judged by the gold judge (alignkit eval) -> report.html. This module then scores every model's
+greedy answers with the gold judge per category and writes the results table: summary.md and results.json.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
-from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from alignkit.config import CONFIGS, validate_config
+from alignkit.pipeline import TOOLS, StageResult, load_pipeline, run_pipeline
 
-# Model size, data scale and training length of the full demo and of --quick.
-SETTINGS = {
-    False: dict(size="1m", scale=1.0, pretrain_epochs=1.0, sft_epochs=2.0, eval_prompts=300,
-                reward_steps=150, dpo_epochs=1.0, ppo_steps=120, grpo_steps=60),
-    True: dict(size="1m", scale=0.5, pretrain_epochs=1.0, sft_epochs=1.0, eval_prompts=120,
-               reward_steps=60, dpo_epochs=0.5, ppo_steps=30, grpo_steps=15),
+# --quick: the same stages, smaller (dotted overrides per stage, over configs/demo.yaml).
+QUICK = {
+    "data": {"scale": 0.5},
+    "sft": {"train.epochs": 1.0},
+    "reward": {"train.max_steps": 60},
+    "reward_biased": {"train.max_steps": 60},
+    "dpo": {"train.epochs": 0.5},
+    "ppo": {"train.max_steps": 30},
+    "grpo": {"train.max_steps": 15},
+    "ppo_hacking": {"train.max_steps": 30, "train.save_every": 5},
+    "overopt": {"limit": 120},
+    "eval_dpo": {"limit": 120}, "eval_ppo": {"limit": 120}, "eval_grpo": {"limit": 120},
 }
 # The aligned models, each compared with the SFT model by the gold judge at the end.
 METHODS = ("dpo", "ppo", "grpo")
 
 
-@dataclass
-class Stage:
-    name: str
-    seconds: float
-    skipped: bool
+def bundled_config() -> Path:
+    return Path(str(resources.files("alignkit") / "configs" / "demo.yaml"))
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0, settings: dict | None = None) -> dict:
-    """Run every stage into `out`; return the results (also written to out/results.json and summary.md).
+def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None = None,
+             threads: int | None = None) -> dict:
+    """Run configs/demo.yaml into `out`; return the results (also written to out/results.json and summary.md).
 
-    `settings` overrides entries of SETTINGS[quick] (the tests run a tiny version)."""
+    `overrides` adds dotted overrides per stage, over QUICK when `quick` (the tests run a tiny version);
+    `threads` sets every training stage's torch threads."""
     out = Path(out)
-    s = {"vocab": 1024, "threads": None, **SETTINGS[quick], **(settings or {})}
-    stages: list[Stage] = []
+    config = bundled_config()
+    stage_overrides: dict[str, dict] = defaultdict(dict)
+    if threads is not None:
+        for stage in load_pipeline(config).stages:
+            if stage.recipe not in TOOLS:
+                stage_overrides[stage.name]["train.threads"] = threads
+    for extra in (QUICK if quick else {}, overrides or {}):
+        for name, values in extra.items():
+            stage_overrides[name].update(values)
+    stages = run_pipeline(config, root=out, overrides=dict(stage_overrides))
 
-    data = out / "data"
-    stages.append(_stage("demo data", data / "manifest.json", lambda: _write_data(data, seed, s["scale"])))
-    tiny = out / "tiny-model"
-    stages.append(_stage("tiny model", tiny / "config.json", lambda: _make_model(data, tiny, s, seed)))
-    pretrain_dir = out / "runs" / "pretrain"
-    stages.append(_stage("pretrain", pretrain_dir / "final" / "config.json",
-                         lambda: _train("pretrain", _pretrain_config(out, tiny, data, s, seed), s["threads"])))
-    sft_dir = out / "runs" / "sft"
-    stages.append(_stage("sft", sft_dir / "final" / "config.json",
-                         lambda: _train("sft", _sft_config(out, pretrain_dir / "final", data, s, seed), s["threads"])))
-
-    sft_final = sft_dir / "final"
-    reward_dir = out / "runs" / "reward"
-    stages.append(_stage("reward model", reward_dir / "final" / "config.json",
-                         lambda: _train("reward", _reward_config(out, sft_final, data, s, seed), s["threads"])))
-    configs = {"dpo": lambda: _dpo_config(out, sft_final, data, s, seed),
-               "ppo": lambda: _ppo_config(out, sft_final, reward_dir / "final", data, s, seed),
-               "grpo": lambda: _grpo_config(out, sft_final, data, s, seed)}
-    for method in METHODS:
-        stages.append(_stage(method, out / "runs" / method / "final" / "config.json",
-                             lambda m=method: _train(m, configs[m](), s["threads"])))
-
-    # The reward-hacking variant: a reward model from the biased annotators (who favour long, list-heavy
-    # answers), optimised with a weak KL penalty; its checkpoints trace proxy and gold reward against KL.
-    biased_dir = out / "runs" / "reward_biased"
-    stages.append(_stage("reward model (biased)", biased_dir / "final" / "config.json",
-                         lambda: _train("reward", _reward_config(out, sft_final, data, s, seed, biased=True),
-                                        s["threads"])))
-    hacking_dir = out / "runs" / "ppo_hacking"
-    stages.append(_stage("ppo (reward hacking)", hacking_dir / "overoptimization.json",
-                         lambda: _reward_hacking(out, sft_final, biased_dir / "final", data, s, seed)))
-
-    started = time.perf_counter()
-    prompts = _eval_prompts(data, s["eval_prompts"])
-    models = {"pretrained": pretrain_dir / "final", "sft": sft_final,
-              **{m: out / "runs" / m / "final" for m in METHODS}}
+    eval_settings = json.loads((out / "eval_dpo" / "eval.json").read_text())
+    seed = json.loads((out / "data" / "manifest.json").read_text())["seed"]
+    prompts = _eval_prompts(out / "data", eval_settings["num_prompts"])
+    models = {"pretrained": out / "pretrain" / "final", "sft": out / "sft" / "final",
+              **{m: out / m / "final" for m in METHODS}}
     results = {name: judge_model(path, prompts, seed) for name, path in models.items()}
-    win_rates = {m: _versus_sft(out, m, models[m], sft_final, reward_dir / "final", data, s, seed)
-                 for m in METHODS}
-    results["reward_model_gold_agreement"] = _last_metric(reward_dir, "eval/accuracy")
-    stages.append(Stage("evaluation", time.perf_counter() - started, False))
+    win_rates = {m: _versus_sft(out / f"eval_{m}") for m in METHODS}
+    agreement = _last_metric(out / "reward", "eval/accuracy")
 
-    agreement = results.pop("reward_model_gold_agreement")
     summary = format_summary(results, stages, win_rates, agreement)
     (out / "results.json").write_text(json.dumps(
         {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
-         "stages": [vars(x) for x in stages]}, indent=2))
+         "stages": [{"name": x.name, "seconds": x.seconds, "skipped": x.skipped} for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
-    report = _report(out)
     print("\n" + summary)
     print(f"results: {out / 'results.json'}   summary: {out / 'summary.md'}")
-    print(f"report: {report}  (open it in a browser: plots, win rates, samples side by side)")
+    print(f"report: {out / 'report' / 'report.html'}  (open it in a browser: plots, win rates, samples side by side)")
     return results
 
 
-def _stage(name: str, done_marker: Path, action) -> Stage:
-    if done_marker.exists():
-        print(f"[demo] {name}: already done ({done_marker.parent}), skipped")
-        return Stage(name, 0.0, True)
-    print(f"[demo] {name} ...")
-    started = time.perf_counter()
-    action()
-    return Stage(name, time.perf_counter() - started, False)
-
-
-def _write_data(data: Path, seed: int, scale: float) -> None:
-    from alignkit.demo.build import write_demo_data
-
-    write_demo_data(data, seed=seed, scale=scale)
-
-
-def _make_model(data: Path, tiny: Path, s: dict, seed: int) -> None:
-    from alignkit.models.tiny import make_tiny_model
-
-    make_tiny_model(data / "pretrain.jsonl", tiny, size=s["size"], vocab_size=s["vocab"], seed=seed)
-
-
-def _pretrain_config(out: Path, tiny: Path, data: Path, s: dict, seed: int) -> dict:
-    return {
-        "name": "pretrain", "output_dir": str(out / "runs"), "seed": seed,
-        "model": {"path": str(tiny)},
-        "data": {"train": str(data / "pretrain.jsonl"), "eval_fraction": 0.02, "max_length": 128},
-        "train": {"lr": 3e-3, "warmup_steps": 20, "min_lr_ratio": 0.1, "weight_decay": 0.1,
-                  "adam_betas": [0.9, 0.95], "batch_size": 32, "epochs": s["pretrain_epochs"], "log_every": 10},
-    }
-
-
-def _sft_config(out: Path, base: Path, data: Path, s: dict, seed: int) -> dict:
-    return {
-        "name": "sft", "output_dir": str(out / "runs"), "seed": seed,
-        "model": {"path": str(base)},
-        "data": {"train": str(data / "sft.jsonl"), "eval": str(data / "sft_eval.jsonl"), "max_length": 192},
-        "train": {"lr": 1e-3, "warmup_steps": 10, "min_lr_ratio": 0.1, "batch_size": 32,
-                  "epochs": s["sft_epochs"], "log_every": 10, "eval_every": 100},
-    }
-
-
-def _reward_config(out: Path, sft: Path, data: Path, s: dict, seed: int, biased: bool = False) -> dict:
-    # prefs.jsonl holds the simulated annotators' majority votes; prefs_eval.jsonl is labelled by the gold
-    # judge, so eval/accuracy is the reward model's agreement with gold.
-    train = data / ("prefs_biased.jsonl" if biased else "prefs.jsonl")
-    return {
-        "name": "reward_biased" if biased else "reward", "output_dir": str(out / "runs"), "seed": seed,
-        "model": {"path": str(sft)},
-        "data": {"train": str(train), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
-        "train": {"lr": 1e-3, "warmup_steps": 10, "min_lr_ratio": 0.1, "batch_size": 32,
-                  "max_steps": s["reward_steps"], "log_every": 10, "eval_every": 50},
-    }
-
-
-def _dpo_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
-    return {
-        "name": "dpo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
-        "data": {"train": str(data / "prefs.jsonl"), "eval": str(data / "prefs_eval.jsonl"), "max_length": 192},
-        "dpo": {"beta": 0.1, "nll_weight": 1.0},
-        "train": {"lr": 1e-4, "warmup_steps": 10, "batch_size": 16, "epochs": s["dpo_epochs"], "log_every": 10},
-    }
-
-
-def _ppo_config(out: Path, sft: Path, reward: Path, data: Path, s: dict, seed: int) -> dict:
-    return {
-        "name": "ppo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
-        "data": {"train": str(data / "prompts.jsonl")}, "rollout": {"max_new_tokens": 48},
-        # Without these the policy learned, within 30 steps, to stop ending its answers (the reward model
-        # scores a cut-off answer at its last token) and drifted to a KL of ~24 nats from SFT.
-        "ppo": {"reward_model": str(reward), "missing_eos_penalty": 1.0, "kl_coef": 0.2},
-        "train": {"lr": 2e-5, "schedule": "constant", "batch_size": 16, "max_steps": s["ppo_steps"],
-                  "log_every": 1},
-    }
-
-
-def _grpo_config(out: Path, sft: Path, data: Path, s: dict, seed: int) -> dict:
-    # Verifiable rewards: the final answer against the prompt's `answer` column (arithmetic and knowledge
-    # prompts; rows without an answer are masked out).
-    return {
-        "name": "grpo", "output_dir": str(out / "runs"), "seed": seed, "model": {"path": str(sft)},
-        "data": {"train": str(data / "prompts.jsonl")}, "rollout": {"max_new_tokens": 32},
-        "grpo": {"rewards": [{"function": "exact_match"}], "group_size": 8},
-        "train": {"lr": 1e-4, "schedule": "constant", "batch_size": 16, "max_steps": s["grpo_steps"],
-                  "log_every": 1},
-    }
-
-
-def _reward_hacking(out: Path, sft: Path, biased_reward: Path, data: Path, s: dict, seed: int) -> None:
-    """PPO on the biased reward model with a weak KL penalty and no missing-EOS penalty, a checkpoint every
-    few steps, then each checkpoint's proxy and gold reward against KL (overoptimization.json)."""
-    from alignkit.eval.overopt import write_overoptimization
-
-    raw = _ppo_config(out, sft, biased_reward, data, s, seed)
-    raw["name"] = "ppo_hacking"
-    raw["ppo"] = {"reward_model": str(biased_reward), "kl_coef": 0.01}
-    raw["train"].update(lr=5e-5, save_every=max(1, s["ppo_steps"] // 6), keep_last=100)
-    _train("ppo", raw, s["threads"])
-    write_overoptimization(out / "runs" / "ppo_hacking", str(data / "prompts_eval.jsonl"), str(biased_reward),
-                           limit=s["eval_prompts"], world_seed=seed)
-
-
-def _report(out: Path) -> Path:
-    """report.html over the training runs, the evaluations against SFT and the reward-hacking curve."""
-    from alignkit.eval.report import build_report
-
-    folders = [out / "runs" / name for name in ("sft", "reward", *METHODS, "ppo_hacking")]
-    folders += [out / "eval" / method for method in METHODS]
-    return build_report([f for f in folders if f.exists()], out / "report.html").html
-
-
-def _versus_sft(out: Path, method: str, model: Path, sft: Path, reward: Path, data: Path, s: dict,
-                seed: int) -> dict:
-    """Greedy answers of `model` against the SFT model's on held-out prompts, judged by the gold judge."""
-    from alignkit.eval.run import EvalSettings, evaluate
-
-    result = evaluate(EvalSettings(
-        policy=str(model), prompts=str(data / "prompts_eval.jsonl"), out=str(out / "eval" / method),
-        baseline=str(sft), reward_model=str(reward), reference=str(sft), world_seed=seed,
-        limit=s["eval_prompts"], max_new_tokens=64))
+def _versus_sft(eval_dir: Path) -> dict:
+    result = json.loads((eval_dir / "eval.json").read_text())
     return {"win_rate": result["win_rate"], "length_controlled": result["length_controlled"],
             "kl": result["kl"]}
 
@@ -226,14 +86,6 @@ def _last_metric(run_dir: Path, key: str) -> float | None:
     values = [json.loads(line).get(key) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     values = [v for v in values if v is not None]
     return values[-1] if values else None
-
-
-def _train(recipe: str, raw: dict, threads: int | None = None) -> None:
-    from importlib import import_module
-
-    raw["train"]["threads"] = threads
-    cfg = validate_config(CONFIGS[recipe], {"recipe": recipe, **raw}, source=f"demo {recipe} config")
-    import_module(f"alignkit.recipes.{recipe}").main(cfg)
 
 
 def _eval_prompts(data: Path, limit: int) -> list[dict]:
@@ -271,7 +123,7 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, bat
     return responses.texts, [not truncated for truncated in responses.truncated]
 
 
-def format_summary(results: dict, stages: list[Stage], win_rates: dict | None = None,
+def format_summary(results: dict, stages: list[StageResult], win_rates: dict | None = None,
                    reward_agreement: float | None = None) -> str:
     """Markdown: each method's gold win rate against SFT, gold scores per category and model, stage timings."""
     names = list(results)
