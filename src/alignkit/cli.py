@@ -305,6 +305,12 @@ def demo(
     run_demo(out, quick=quick)
 
 
+from alignkit.annotate.cli import app as annotate_app  # noqa: E402 - typer only; the app loads on use
+
+app.add_typer(annotate_app, name="annotate", help="The preference-annotation web app: init, serve, import, "
+              "export, users.")
+
+
 def main() -> None:
     # transformers 5 draws a progress bar for every model load and save; our own bar is the one to watch.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
