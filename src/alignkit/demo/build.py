@@ -38,9 +38,9 @@ CATEGORY_WEIGHTS = {
 # commonest habit; comparing replies (the preference pairs) is what shows a better one, as in InstructGPT
 # (Ouyang et al. 2022). Each category's shares: the rest goes to its other flaws, evenly.
 SFT_HABITS = {
-    "arithmetic": {"best": 0.45, "chatty": 0.40},
-    "list_string": {"best": 0.45, "chatty": 0.40},
-    "knowledge": {"best": 0.45, "chatty": 0.40},
+    "arithmetic": {"best": 0.35, "chatty": 0.50},
+    "list_string": {"best": 0.35, "chatty": 0.50},
+    "knowledge": {"best": 0.35, "chatty": 0.50},
     "unsafe": {"best": 0.35, "comply": 0.50},
     "unanswerable": {"best": 0.35, "fabricate": 0.50},
     "benign_looks_unsafe": {"best": 0.35, "refuse": 0.50},

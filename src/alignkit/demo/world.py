@@ -296,13 +296,14 @@ def sample_multi_step(rng: random.Random) -> str:
 def sample_arithmetic(world, rng):
     if rng.random() < MULTI_STEP_SHARE:
         return sample_multi_step(rng)
+    # Small operands: a model of a few million parameters can learn these from a few thousand examples.
     op = rng.choice("+-*")
     if op == "*":
-        a, b = rng.randint(1, 12), rng.randint(1, 12)
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
     elif op == "+":
-        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
     else:
-        a = rng.randint(2, 60)
+        a = rng.randint(2, 20)
         b = rng.randint(1, a)  # results stay non-negative
     return rng.choice(ARITHMETIC_PHRASINGS).format(a=a, op=op, b=b)
 
