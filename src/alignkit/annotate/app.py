@@ -286,7 +286,8 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small route
         with transaction(request) as session:
             user = current_user(session, request, admin=True)
             project = member_project(session, user, project_id)
-            names = [name for name in str(form.get("usernames", "")).replace(",", " ").split() if name]
+            names = [name.strip() for name in str(form.get("usernames", "")).replace("\n", ",").split(",")
+                     if name.strip()]
             with user_error():
                 work.add_members(session, project, names)
                 made = work.assign(session, project)

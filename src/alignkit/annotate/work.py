@@ -44,8 +44,8 @@ def create_user(session: Session, username: str, password: str, role: str) -> Us
     username = username.strip()
     if role not in ("admin", "annotator"):
         raise AlignkitError(f"role {role!r} is unknown; use admin or annotator")
-    if not username or len(username) > 80:
-        raise AlignkitError("a username needs 1 to 80 characters")
+    if not username or len(username) > 80 or "," in username:
+        raise AlignkitError("a username needs 1 to 80 characters and no comma (commas separate names in lists)")
     if session.scalar(select(User).where(User.username == username)):
         raise AlignkitError(f"user {username!r} exists already; choose another name")
     try:
