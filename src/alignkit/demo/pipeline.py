@@ -64,10 +64,12 @@ def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None =
     results = {name: judge_model(path, prompts, seed) for name, path in models.items()}
     win_rates = {m: _versus_sft(out / f"eval_{m}") for m in METHODS}
     agreement = _last_metric(out / "reward", "eval/accuracy")
+    accuracy = _exact_match_before_after(out / "grpo")
 
-    summary = format_summary(results, stages, win_rates, agreement)
+    summary = format_summary(results, stages, win_rates, agreement, accuracy)
     (out / "results.json").write_text(json.dumps(
         {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
+         "grpo_exact_match": accuracy,
          "stages": [{"name": x.name, "seconds": x.seconds, "skipped": x.skipped} for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
     print("\n" + summary)
@@ -80,6 +82,14 @@ def _versus_sft(eval_dir: Path) -> dict:
     result = json.loads((eval_dir / "eval.json").read_text())
     return {"win_rate": result["win_rate"], "length_controlled": result["length_controlled"],
             "kl": result["kl"]}
+
+
+def _exact_match_before_after(grpo_dir: Path) -> dict | None:
+    """GRPO's own objective on held-out prompts: exact-match accuracy of greedy answers at step 0 (the SFT
+    model) and at the end."""
+    values = [json.loads(line).get("eval/reward") for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
+    values = [v for v in values if v is not None]
+    return {"sft": values[0], "grpo": values[-1]} if len(values) >= 2 else None
 
 
 def _last_metric(run_dir: Path, key: str) -> float | None:
@@ -124,7 +134,7 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, bat
 
 
 def format_summary(results: dict, stages: list[StageResult], win_rates: dict | None = None,
-                   reward_agreement: float | None = None) -> str:
+                   reward_agreement: float | None = None, grpo_accuracy: dict | None = None) -> str:
     """Markdown: each method's gold win rate against SFT, gold scores per category and model, stage timings."""
     names = list(results)
     categories = sorted({c for r in results.values() for c in r["per_category"]})
@@ -141,6 +151,9 @@ def format_summary(results: dict, stages: list[StageResult], win_rates: dict | N
                          f"{kl:.2f} |")
         if reward_agreement is not None:
             lines += ["", f"Reward model: agrees with the gold judge on {reward_agreement:.1%} of held-out pairs."]
+        if grpo_accuracy is not None:
+            lines += ["", f"GRPO's own objective, exact-match accuracy of greedy answers to held-out prompts with a "
+                      f"verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> {grpo_accuracy['grpo']:.1%}."]
         lines.append("")
     lines += ["## Gold-judge scores on held-out prompts (0 to 1, higher is better)", "",
               "| category | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
