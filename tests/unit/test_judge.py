@@ -73,7 +73,7 @@ class Scripted:
 
     def chat(self, conversations, sampling):
         self.asked += len(conversations)
-        self.seeds.append(sampling.seed)
+        self.seeds.append((sampling.seed, sampling.temperature))
         return [self.answer(messages[1]["content"]) for messages in conversations]
 
 
@@ -110,7 +110,7 @@ def test_unparseable_answers_are_retried_with_new_seeds_then_none_and_counted():
     # round 1: "no idea", "Verdict: A", "still no idea"; round 2 asks 0 and 2: "nope", "Verdict: B";
     # round 3 asks 0: "???"
     assert verdicts == [None, "a", "b"]
-    assert backend.seeds == [0, 1, 2] and backend.asked == 6
+    assert backend.seeds == [(0, 0.0), (1, 0.7), (2, 0.7)] and backend.asked == 6  # retries sample warm
     assert judge.counts.as_dict() == {"questions": 3, "parse_retries": 3, "unparsed": 1, "request_failed": 0}
 
 

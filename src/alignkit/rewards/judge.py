@@ -153,6 +153,8 @@ class LLMJudge:
     rubric: str = DEFAULT_RUBRIC
     sampling: Sampling = field(default_factory=Sampling)
     parse_retries: int = 2  # an unparseable answer is asked again this many times (seed + 1, + 2, ...)
+    # A retry samples at least this warm: a greedy judge would only repeat the answer it could not parse.
+    retry_temperature: float = 0.7
     counts: JudgeCounts = field(default_factory=JudgeCounts)
 
     @property
@@ -160,8 +162,9 @@ class LLMJudge:
         return f"llm judge {self.backend.model} ({self.backend.name})"
 
     def ask(self, conversations: list[list[dict]], parse) -> list:
-        """Parsed answers to each conversation: every unparsed one is asked again with the next seed (so a
-        sampling judge can answer differently and a cached answer is not reused), up to parse_retries times."""
+        """Parsed answers to each conversation: every unparsed one is asked again, up to parse_retries times,
+        with the next seed and at least retry_temperature, so the judge can answer differently (and the cache
+        does not hand back the same unparseable answer)."""
         results = [None] * len(conversations)
         pending = list(range(len(conversations)))
         self.counts.questions += len(conversations)
@@ -170,7 +173,9 @@ class LLMJudge:
                 break
             if attempt:
                 self.counts.parse_retries += len(pending)
-            sampling = replace(self.sampling, seed=self.sampling.seed + attempt)
+            sampling = self.sampling if attempt == 0 else replace(
+                self.sampling, seed=self.sampling.seed + attempt,
+                temperature=max(self.sampling.temperature, self.retry_temperature))
             answers = self.backend.chat([conversations[i] for i in pending], sampling)
             unparsed = []
             for i, answer in zip(pending, answers):

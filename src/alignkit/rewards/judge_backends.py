@@ -26,7 +26,8 @@ from alignkit.errors import AlignkitError
 
 @dataclass
 class Sampling:
-    """How the judge samples. temperature 0 is greedy; seed varies between parse retries."""
+    """How the judge samples. temperature 0 is greedy and sends no seed (it needs none, and `alignkit serve`
+    samples a seeded request alone, outside any batch); seed varies between parse retries."""
 
     max_tokens: int = 256
     temperature: float = 0.0
@@ -34,8 +35,8 @@ class Sampling:
     seed: int = 0
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": self.seed}
+        fields = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+        return fields if self.temperature == 0 else {**fields, "seed": self.seed}
 
 
 @dataclass
@@ -48,11 +49,12 @@ class RequestStats:
     failures: int = 0
     backoff_sleeps: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the last error of each failed conversation
+    retry_causes: list[str] = field(default_factory=list)  # the error before each retry
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "retries": self.retries, "failures": self.failures,
-                "errors": self.errors[:20]}
+                "errors": self.errors[:20], "retry_causes": self.retry_causes[:20]}
 
 
 class RetryableError(Exception):
@@ -94,6 +96,7 @@ class EndpointBackend:
                 pause = self.backoff_s * 2 ** (attempt - 1)
                 with self.stats.lock:
                     self.stats.retries += 1
+                    self.stats.retry_causes.append(last_error)
                     self.stats.backoff_sleeps.append(pause)
                 time.sleep(pause)
             try:
