@@ -19,6 +19,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 CONFIG = typer.Argument(..., help="YAML config (write a starter with `alignkit init RECIPE`)")
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. train.lr=3e-4 data.max_length=256")
+JUDGE_URL = typer.Option(None, "--judge-url", help="an OpenAI-compatible endpoint's base URL (e.g. "
+                         "http://127.0.0.1:8000/v1); without it the judge model is a local folder")
+JUDGE_KEY = typer.Option(None, "--judge-api-key-env", help="name of the environment variable holding the API key")
+JUDGE_CACHE = typer.Option(None, "--judge-cache", help="folder of cached judge answers (reruns ask nothing twice)")
+JUDGE_RUBRIC = typer.Option(None, "--judge-rubric", help="a text file replacing the default rubric "
+                            "(helpful, honest, harmless)")
 PROCS = typer.Option(1, "--procs", min=1, help="data-parallel processes on this machine (runs torchrun for you)")
 
 
@@ -219,7 +225,14 @@ def eval_cmd(
                                              "e.g. the demo's prompts_eval.jsonl"),
     baseline: Optional[str] = typer.Option(None, help="a model folder to compare against (e.g. runs/sft/final)"),
     baseline_column: Optional[str] = typer.Option(None, help="or: a column of PROMPTS with reference responses"),
-    judge: str = typer.Option("gold", help="gold (the demo world's judge) or reward-model"),
+    judge: str = typer.Option("gold", help="gold (the demo world's judge), reward-model, or llm (an LLM judge: "
+                                           "--judge-model, and --judge-url for an endpoint)"),
+    judge_model: Optional[str] = typer.Option(None, help="--judge llm: a local model folder, or with --judge-url "
+                                                         "the endpoint's model name"),
+    judge_url: Optional[str] = JUDGE_URL,
+    judge_api_key_env: Optional[str] = JUDGE_KEY,
+    judge_cache: Optional[Path] = JUDGE_CACHE,
+    judge_rubric: Optional[Path] = JUDGE_RUBRIC,
     reward_model: Optional[str] = typer.Option(None, help="a reward model folder: judges with --judge "
                                                           "reward-model; otherwise adds mean reward"),
     reference: Optional[str] = typer.Option(None, help="a model folder to measure KL(policy || reference) against"),
@@ -238,12 +251,83 @@ def eval_cmd(
     length-controlled; KL, lengths, distinct-n and reward-hacking diagnostics. Writes eval.json, samples.jsonl."""
     from alignkit.eval.run import EvalSettings, evaluate
 
+    llm = None
+    if judge == "llm":
+        if judge_model is None:
+            raise AlignkitError("eval: --judge llm needs --judge-model (a model folder, or a name with --judge-url)")
+        llm = _make_judge(judge_model, judge_url, judge_api_key_env, judge_cache, judge_rubric)
     evaluate(EvalSettings(
         policy=policy, prompts=str(prompts), out=str(out), baseline=baseline, baseline_column=baseline_column,
         judge=judge, reward_model=reward_model, reference=reference, world_seed=world_seed, n=n,
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, limit=limit,
         batch_size=batch_size, max_length=max_length,
-    ))
+    ), llm_judge=llm)
+    if llm is not None and llm.counts.unparsed + llm.counts.request_failed:
+        print(f"llm judge: {llm.counts.unparsed + llm.counts.request_failed:,} of {llm.counts.questions:,} "
+              "judgments failed and were read as ties (eval.json: judge_failures)")
+
+
+def _make_judge(model: str, url, api_key_env, cache, rubric: Optional[Path], **options):
+    from alignkit.rewards.judge import make_judge
+
+    return make_judge(model, url, api_key_env, None if cache is None else str(cache),
+                      None if rubric is None else rubric.read_text(encoding="utf-8"), **options)
+
+
+@app.command()
+def judge(
+    pairs: Path = typer.Argument(..., help="rows with prompt and a/b (or chosen/rejected)"),
+    model: str = typer.Option(..., "--model", help="the judge: a local model folder, or with --judge-url the "
+                                                   "endpoint's model name"),
+    out: Path = typer.Option(Path("judge.json"), help="results JSON: summary and one row per pair"),
+    against: Optional[str] = typer.Option(None, help="gold: agreement with the demo world's gold judge"),
+    world_seed: Optional[int] = typer.Option(None, help="the demo world's seed [default: from manifest.json "
+                                                        "next to PAIRS]"),
+    judge_url: Optional[str] = JUDGE_URL,
+    judge_api_key_env: Optional[str] = JUDGE_KEY,
+    judge_cache: Optional[Path] = JUDGE_CACHE,
+    judge_rubric: Optional[Path] = JUDGE_RUBRIC,
+    limit: Optional[int] = typer.Option(None, help="the first LIMIT pairs only"),
+    max_tokens: int = typer.Option(256, help="longest judge answer, in tokens"),
+    temperature: float = typer.Option(0.0, help="0 is greedy"),
+    parse_retries: int = typer.Option(2, help="asks again after an answer without a verdict line"),
+    timeout: float = typer.Option(60.0, help="seconds per endpoint request"),
+    max_retries: int = typer.Option(4, help="retries of a request that timed out or got 429 / 5xx"),
+    concurrency: int = typer.Option(4, help="endpoint requests in flight at once"),
+) -> None:
+    """An LLM judge on pairs, both ways round: verdicts, failures, position-bias and tie rates, and with
+    --against gold its agreement with the demo world's gold judge."""
+    from alignkit.eval.judge_run import judge_file
+
+    llm = _make_judge(model, judge_url, judge_api_key_env, judge_cache, judge_rubric, max_tokens=max_tokens,
+                      temperature=temperature, parse_retries=parse_retries, timeout_s=timeout,
+                      max_retries=max_retries, concurrency=concurrency)
+    s = judge_file(llm, str(pairs), str(out), against, world_seed, limit)
+    rate = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"{s['judge']}: {s['judged']:,} of {s['pairs']:,} pairs judged ({s['failures']['unparsed']:,} answers "
+          f"never parsed, {s['failures']['request_failed']:,} requests failed); position bias "
+          f"{rate(s['position_bias_rate'])}, ties {rate(s['tie_rate'])}")
+    if "gold" in s:
+        print(f"agreement with gold: {rate(s['gold']['agreement'])} of judged pairs, "
+              f"{rate(s['gold']['agreement_on_all_pairs'])} of all pairs")
+    print(f"results: {out}")
+
+
+@app.command()
+def serve(
+    model_dir: str = typer.Argument(..., help="a causal LM folder with a chat template (e.g. runs/sft/final)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8000),
+    max_batch: int = typer.Option(16, min=1, help="most sequences sampled together"),
+    model_name: Optional[str] = typer.Option(None, help="the name clients ask for [default: the folder's name]"),
+) -> None:
+    """An OpenAI-compatible server (/v1/chat/completions, /v1/completions, /v1/models; streaming or not) over a
+    local model, sampling concurrent requests together. Needs fastapi and uvicorn (the serve extra)."""
+    try:
+        from alignkit.serve.app import serve as run_server
+    except ImportError as err:
+        raise AlignkitError(f"alignkit serve needs fastapi and uvicorn ({err}): pip install 'alignkit[serve]'")
+    run_server(model_dir, host, port, max_batch, model_name)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from alignkit.eval.sampling import Responses, kl_to_reference, reference_respons
 from alignkit.eval.winrate import length_controlled_win_rate, per_category, win_rate
 from alignkit.generation.sampler import SamplingSettings
 
-JUDGES = ("gold", "reward-model")
+JUDGES = ("gold", "reward-model", "llm")
 SIDE_OF_VERDICT = {"a": "policy", "b": "baseline", "tie": "tie"}
 
 
@@ -85,12 +85,15 @@ class PromptSet:
         return PromptSet(repeat(self.texts), repeat(self.categories), None, repeat(self.tasks))
 
 
-def evaluate(s: EvalSettings) -> dict:
-    """Run the evaluation; write eval.json and samples.jsonl into s.out; return eval.json's content."""
+def evaluate(s: EvalSettings, llm_judge=None) -> dict:
+    """Run the evaluation; write eval.json and samples.jsonl into s.out; return eval.json's content.
+    With s.judge == "llm", `llm_judge` (a rewards.judge.LLMJudge) judges the pairs."""
     from alignkit.data.io import write_json, write_jsonl
     from alignkit.demo.world import World
 
     s.check()
+    if (s.judge == "llm") != (llm_judge is not None):
+        raise AlignkitError("eval: --judge llm and an LLM judge go together (the CLI builds it from --judge-model)")
     started = time.perf_counter()
     world = World(s.world_seed)
     prompts = read_prompts(s, world)
@@ -114,6 +117,8 @@ def evaluate(s: EvalSettings) -> dict:
                 for side, r in sides.items()}
     if s.judge == "gold":
         judge = gold_judge(world)
+    elif s.judge == "llm":  # judged here in batches, both ways round; judge_pairs reads and reconciles them
+        judge = llm_judge.eval_judge(rows.texts, sides["policy"].texts, sides["baseline"].texts)
     else:
         table = {(p, t): score for side, r in sides.items()
                  for p, t, score in zip(rows.texts, r.texts, rewards[side])}
@@ -133,6 +138,7 @@ def evaluate(s: EvalSettings) -> dict:
         "win_rate": win_rate(judged.verdicts, groups).as_dict(),
         "length_controlled": length_controlled_win_rate(judged.verdicts, lengths["policy"], lengths["baseline"]),
         "position_swap": swap_summary(judged),
+        "judge_failures": None if llm_judge is None else llm_judge.counts.as_dict(),
         "per_category": per_category(judged.verdicts, rows.categories, groups),
         "kl": None if kl is None else kl_summary(kl, sides["policy"], s.reference),
         "responses": {side: response_stats(rows.texts, r, rewards and rewards[side], gold and gold[side],
