@@ -117,10 +117,10 @@ def current_user(session: Session, request: Request, admin: bool = False) -> Use
     if user is None or not user.active:
         request.session.pop("uid", None)
         raise LoginRequired()
-    if admin and user.role != "admin":
-        raise HTTPException(403, "This page is for admins.")
     # A plain copy for the page header: it outlives the transaction (error pages render after a rollback).
     request.state.viewer = {"username": user.username, "role": user.role}
+    if admin and user.role != "admin":
+        raise HTTPException(403, "This page is for admins.")
     return user
 
 
@@ -156,7 +156,7 @@ def redirect(url: str) -> RedirectResponse:
 def add_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small routes reads best in one place
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request):
-        return render(request, "login.html", {"error": None})
+        return render(request, "login.html", {"error": None, "username": ""})
 
     @app.post("/login")
     def login(request: Request, form: dict = Depends(checked_form)):
@@ -165,14 +165,14 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small route
         limiter = request.app.state.limiter
         if wait := limiter.blocked_for(client, username):
             return render(request, "login.html", {"error": f"Too many failed logins. Try again in "
-                                                           f"{int(wait) + 1} seconds."}, 429)
+                                                           f"{int(wait) + 1} seconds.", "username": username}, 429)
         with transaction(request) as session:
             user = session.scalar(select(User).where(User.username == username))
             ok = check_password(user.password_hash if user else None, password) and user.active
             user_id = user.id if ok else None
         if not ok:
             limiter.failed(client, username)
-            return render(request, "login.html", {"error": "Wrong username or password."}, 401)
+            return render(request, "login.html", {"error": "Wrong username or password.", "username": username}, 401)
         limiter.succeeded(client, username)
         request.session.clear()  # a fresh session (and CSRF token) at login: no session fixation
         request.session.update({"uid": user_id, "csrf": new_token()})
