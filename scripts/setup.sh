@@ -24,5 +24,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "$torch_spec"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
+if [ "$extra" = "dev" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  # The annotation app's browser tests drive Debian's Chromium (Playwright's own download needs the network).
+  # Best effort: without it those tests are skipped, nothing else changes.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null &&
+     { apt-get install -y -qq chromium >/dev/null 2>&1 ||
+       { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; then
+    echo "chromium installed for the annotation app's browser tests"
+  else
+    echo "no chromium (apt-get install chromium as root to add it): the annotation browser tests will be skipped"
+  fi
+fi
 echo "$want" > "$stamp"
 echo "alignkit installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
