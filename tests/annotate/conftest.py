@@ -3,6 +3,7 @@ a throwaway PostgreSQL server, and a tiny model for the export -> `alignkit rewa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -49,18 +50,26 @@ class User:
         return self.client.post(url, data={"csrf": self.csrf, **(data or {})}, **kwargs)
 
 
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD's argon2 hash, made once: hashing costs ~0.2 s by design, and the tests make many users.
+    Creating users through the real path (create_user) is covered by the web form and the CLI tests."""
+    from alignkit.annotate.security import hash_password
+
+    return hash_password(PASSWORD)
+
+
 def make_instance(folder: Path, database_url: str | None = None, annotators: int = 3):
-    """An instance with an admin and `annotators` annotators (ann1, ann2, ...)."""
-    from alignkit.annotate.db import make_engine, session_factory
+    """An instance with an admin and `annotators` annotators (ann1, ann2, ...), all with PASSWORD."""
+    from alignkit.annotate.db import User, make_engine, session_factory
     from alignkit.annotate.instance import init_instance
-    from alignkit.annotate.work import create_user
 
     instance = init_instance(folder, database_url)
     engine = make_engine(instance.database_url)
     with session_factory(engine).begin() as session:
-        create_user(session, "admin", PASSWORD, "admin")
-        for number in range(1, annotators + 1):
-            create_user(session, f"ann{number}", PASSWORD, "annotator")
+        names = [("admin", "admin")] + [(f"ann{n}", "annotator") for n in range(1, annotators + 1)]
+        session.add_all(User(username=name, password_hash=password_hash(), role=role, active=True)
+                        for name, role in names)
     engine.dispose()
     return instance
 

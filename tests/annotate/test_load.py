@@ -57,7 +57,7 @@ def annotate_until(url: str, username: str, project: int, deadline: float, seed:
 def run_load(tmp_path, database_url: str | None) -> dict:
     instance = make_instance(tmp_path / "instance", database_url, annotators=ANNOTATORS)
     names = [f"ann{n}" for n in range(1, ANNOTATORS + 1)]
-    project = add_project(instance, "load", "pairwise", pair_items(250), names, per_item=ANNOTATORS)
+    project = add_project(instance, "load", "pairwise", pair_items(400), names, per_item=ANNOTATORS)
     server = Server(tmp_path / "instance")
     results: dict = {}
     try:

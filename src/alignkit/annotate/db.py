@@ -120,8 +120,9 @@ class Label(Base):
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`. SQLite gets WAL, a busy timeout, foreign keys and `BEGIN IMMEDIATE` transactions."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for plain in ("postgresql://", "postgres://"):  # psycopg 3 rather than SQLAlchemy's default psycopg2
+        if url.startswith(plain):
+            url = "postgresql+psycopg://" + url.removeprefix(plain)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
