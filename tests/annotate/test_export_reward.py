@@ -1,4 +1,5 @@
-"""Labels collected in the app, exported over HTTP, train a reward model with `alignkit reward` as they are."""
+"""Labels collected in the app, exported over HTTP, train a reward model (`alignkit reward`) and a DPO policy
+(`alignkit dpo`) as they are."""
 
 import json
 
@@ -59,3 +60,8 @@ def test_export_trains_a_reward_model(instance, login, tiny_model, tmp_path, tas
     assert accuracy and accuracy[-1] > 0.9, accuracy  # the majority's choice is learnable: good beats bad
     assert metrics[-1]["loss"] < metrics[0]["loss"] / 2
     assert (result.path / "final").is_dir()
+    dpo = alignkit.run(  # the same file feeds DPO as it is
+        "dpo", None, "name=dpo", f"output_dir={tmp_path}", f"model.path={tiny_model}", f"data.train={data}",
+        "data.max_length=64", "train.batch_size=8", "train.max_steps=4", "train.threads=1", "train.log_every=2",
+    )
+    assert (dpo.path / "final").is_dir()
