@@ -160,3 +160,19 @@ def test_judge_client_end_to_end(server, world_dir, tmp_path):
         (p["verdict_forward"] is not None) + (p["verdict_swapped"] is not None)
         for p in json.loads(out.read_text())["pairs"]) == 6
     assert "agreement with gold" in shown.stdout
+
+
+def test_eval_with_a_local_llm_judge(tiny_model, world_dir, tmp_path):
+    """`alignkit eval --judge llm` with a local model folder as the judge (the local backend): the pairs are
+    judged both ways round and eval.json counts the judge's failures (a random tiny model fails most)."""
+    out = tmp_path / "eval"
+    shown = cli("eval", str(tiny_model), str(world_dir / "prefs_eval.jsonl"), "--baseline-column", "chosen",
+                "--judge", "llm", "--judge-model", str(tiny_model), "--limit", "3", "--max-new-tokens", "4",
+                "--out", str(out))
+    result = json.loads((out / "eval.json").read_text())
+    assert result["judge"].startswith("llm judge") and result["position_swap"]["swapped"] is True
+    failures = result["judge_failures"]
+    assert failures["questions"] == 6 and failures["request_failed"] == 0
+    assert failures["parse_retries"] <= 2 * failures["questions"]
+    if failures["unparsed"]:
+        assert "read as ties" in shown.stdout
