@@ -98,6 +98,8 @@ def test_sql_metacharacters_in_every_field_are_stored_as_data(instance, login):
     row = {"id": nasty, "prompt": nasty, "responses": [nasty + " A", nasty + " B"], nasty: nasty}
     upload = {"file": ("items.jsonl", (json.dumps(row) + "\n").encode())}
     assert admin.post(f"/admin/projects/{project}/import", files=upload).status_code == 303
+    assert "1 item(s) imported, 0 new assignment(s)" in admin.get(f"/admin/projects/{project}").text
+    assert "item(s) imported" not in admin.get(f"/admin/projects/{project}").text  # a message shows once
     assert admin.post(f"/admin/projects/{project}/members", {"usernames": nasty}).status_code == 303
     user = login(nasty, nasty)
     response = user.get(f"/projects/{project}/next", follow_redirects=True)

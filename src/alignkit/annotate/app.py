@@ -13,13 +13,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from alignkit.annotate import work
@@ -45,6 +46,9 @@ HEADERS = {
 
 class LoginRequired(Exception):
     pass
+
+
+router = APIRouter()
 
 
 def create_app(instance: Instance, secure_cookies: bool = False, login_attempts: int = 5) -> FastAPI:
@@ -77,12 +81,11 @@ def create_app(instance: Instance, secure_cookies: bool = False, login_attempts:
     async def error_page(request: Request, exc: HTTPException):
         return render(request, "error.html", {"status": exc.status_code, "detail": exc.detail}, exc.status_code)
 
-    add_routes(app)
+    app.include_router(router)
     return app
 
 
 # ---- helpers shared by the routes ----
-
 
 @contextlib.contextmanager
 def transaction(request: Request) -> Iterator[Session]:
@@ -153,191 +156,198 @@ def redirect(url: str) -> RedirectResponse:
 # ---- routes ----
 
 
-def add_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small routes reads best in one place
-    @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request):
-        return render(request, "login.html", {"error": None, "username": ""})
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request):
+    return render(request, "login.html", {"error": None, "username": ""})
 
-    @app.post("/login")
-    def login(request: Request, form: dict = Depends(checked_form)):
-        username, password = str(form.get("username", "")), str(form.get("password", ""))
-        client = request.client.host if request.client else "?"
-        limiter = request.app.state.limiter
-        if wait := limiter.blocked_for(client, username):
-            return render(request, "login.html", {"error": f"Too many failed logins. Try again in "
-                                                           f"{int(wait) + 1} seconds.", "username": username}, 429)
-        with transaction(request) as session:
-            user = session.scalar(select(User).where(User.username == username))
-            ok = check_password(user.password_hash if user else None, password) and user.active
-            user_id = user.id if ok else None
-        if not ok:
-            limiter.failed(client, username)
-            return render(request, "login.html", {"error": "Wrong username or password.", "username": username}, 401)
-        limiter.succeeded(client, username)
-        request.session.clear()  # a fresh session (and CSRF token) at login: no session fixation
-        request.session.update({"uid": user_id, "csrf": new_token()})
-        return redirect("/")
 
-    @app.post("/logout")
-    def logout(request: Request, form: dict = Depends(checked_form)):
-        request.session.clear()
-        return redirect("/login")
+@router.post("/login")
+def login(request: Request, form: dict = Depends(checked_form)):
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    client = request.client.host if request.client else "?"
+    limiter = request.app.state.limiter
+    if wait := limiter.blocked_for(client, username):
+        return render(request, "login.html", {"error": f"Too many failed logins. Try again in "
+                                                       f"{int(wait) + 1} seconds.", "username": username}, 429)
+    with transaction(request) as session:
+        user = session.scalar(select(User).where(User.username == username))
+        ok = check_password(user.password_hash if user else None, password) and user.active
+        user_id = user.id if ok else None
+    if not ok:
+        limiter.failed(client, username)
+        return render(request, "login.html", {"error": "Wrong username or password.", "username": username}, 401)
+    limiter.succeeded(client, username)
+    request.session.clear()  # a fresh session (and CSRF token) at login: no session fixation
+    request.session.update({"uid": user_id, "csrf": new_token()})
+    return redirect("/")
 
-    @app.get("/", response_class=HTMLResponse)
-    def home(request: Request):
-        with transaction(request) as session:
-            user = current_user(session, request)
-            if user.role == "admin":
-                return redirect("/admin")
-            projects = session.scalars(select(Project).join(Member, Member.project_id == Project.id)
-                                       .where(Member.user_id == user.id).order_by(Project.name)).all()
-            mine = [(project, work.progress(session, project.id, user.id).get(user.id, {})) for project in projects]
-            return render(request, "home.html", {"projects": mine})
 
-    @app.get("/projects/{project_id}/next")
-    def next_task(request: Request, project_id: int):
-        with transaction(request) as session:
-            user = current_user(session, request)
-            project = member_project(session, user, project_id)
-            assignment = work.next_assignment(session, user, project)
-            if assignment is None:
-                return render(request, "done.html", {"project": project})
-            return redirect(f"/tasks/{assignment.id}")
+@router.post("/logout")
+def logout(request: Request, form: dict = Depends(checked_form)):
+    request.session.clear()
+    return redirect("/login")
 
-    @app.get("/tasks/{assignment_id}", response_class=HTMLResponse)
-    def task_page(request: Request, assignment_id: int):
-        with transaction(request) as session:
-            user = current_user(session, request)
-            assignment = own_assignment(session, user, assignment_id)
-            project = session.get(Project, assignment.project_id)
-            item = session.get(Item, assignment.item_id)
-            counts = work.progress(session, project.id, user.id).get(user.id, {})
-            shown = [item.responses[index] for index in assignment.shown]
-            return render(request, "task.html", {
-                "project": project, "assignment": assignment, "item": item, "shown": shown,
-                "done": counts.get("done", 0), "total": sum(counts.values()), "ratings": list(work.RATINGS),
-                "error": None,
-            })
 
-    @app.post("/tasks/{assignment_id}")
-    def submit_task(request: Request, assignment_id: int, form: dict = Depends(checked_form)):
-        with transaction(request) as session:
-            user = current_user(session, request)
-            assignment = own_assignment(session, user, assignment_id)
-            project = session.get(Project, assignment.project_id)
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request):
+    with transaction(request) as session:
+        user = current_user(session, request)
+        if user.role == "admin":
+            return redirect("/admin")
+        projects = session.scalars(select(Project).join(Member, Member.project_id == Project.id)
+                                   .where(Member.user_id == user.id).order_by(Project.name)).all()
+        mine = [(project, work.progress(session, project.id, user.id).get(user.id, {})) for project in projects]
+        return render(request, "home.html", {"projects": mine})
+
+
+@router.get("/projects/{project_id}/next")
+def next_task(request: Request, project_id: int):
+    with transaction(request) as session:
+        user = current_user(session, request)
+        project = member_project(session, user, project_id)
+        assignment = work.next_assignment(session, user, project)
+        if assignment is None:
+            return render(request, "done.html", {"project": project})
+        return redirect(f"/tasks/{assignment.id}")
+
+
+@router.get("/tasks/{assignment_id}", response_class=HTMLResponse)
+def task_page(request: Request, assignment_id: int):
+    with transaction(request) as session:
+        user = current_user(session, request)
+        assignment = own_assignment(session, user, assignment_id)
+        project = session.get(Project, assignment.project_id)
+        item = session.get(Item, assignment.item_id)
+        counts = work.progress(session, project.id, user.id).get(user.id, {})
+        shown = [item.responses[index] for index in assignment.shown]
+        return render(request, "task.html", {
+            "project": project, "assignment": assignment, "item": item, "shown": shown,
+            "done": counts.get("done", 0), "total": sum(counts.values()), "ratings": list(work.RATINGS),
+            "error": None,
+        })
+
+
+@router.post("/tasks/{assignment_id}")
+def submit_task(request: Request, assignment_id: int, form: dict = Depends(checked_form)):
+    with transaction(request) as session:
+        user = current_user(session, request)
+        assignment = own_assignment(session, user, assignment_id)
+        project = session.get(Project, assignment.project_id)
+        try:
+            if form.get("action") == "skip":
+                work.skip(session, assignment)
+            else:
+                work.submit(session, assignment, project.task, form)
+        except ValueError as err:
+            raise HTTPException(400, f"{err}.") from None
+        except work.Conflict as err:
+            raise HTTPException(409, f"{err}.") from None
+        return redirect(f"/projects/{project.id}/next")
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin(request: Request):
+    with transaction(request) as session:
+        current_user(session, request, admin=True)
+        projects = session.scalars(select(Project).order_by(Project.name)).all()
+        users = session.scalars(select(User).order_by(User.username)).all()
+        return render(request, "admin.html", {"projects": projects, "users": users, "tasks": TASKS,
+                                              "message": request.session.pop("flash", None)})
+
+
+@router.post("/admin/users")
+def add_user(request: Request, form: dict = Depends(checked_form)):
+    with transaction(request) as session:
+        current_user(session, request, admin=True)
+        with user_error():
+            work.create_user(session, str(form.get("username", "")), str(form.get("password", "")),
+                             str(form.get("role", "annotator")))
+    return redirect("/admin")
+
+
+@router.post("/admin/projects")
+def add_project(request: Request, form: dict = Depends(checked_form)):
+    with transaction(request) as session:
+        current_user(session, request, admin=True)
+        with user_error():
+            project = work.create_project(
+                session, str(form.get("name", "")), str(form.get("task", "")),
+                per_item=number(form.get("per_item", "3"), int, "per_item"),
+                guidelines=str(form.get("guidelines", "")),
+                gold_threshold=number(form.get("gold_threshold", "0.7"), float, "gold_threshold"))
+        return redirect(f"/admin/projects/{project.id}")
+
+
+@router.get("/admin/projects/{project_id}", response_class=HTMLResponse)
+def project_page(request: Request, project_id: int):
+    with transaction(request) as session:
+        user = current_user(session, request, admin=True)
+        project = member_project(session, user, project_id)
+        items = session.scalars(select(Item.id).where(Item.project_id == project.id)).all()
+        gold = session.scalars(select(Item.id).where(Item.project_id == project.id,
+                                                     Item.gold.is_not(None))).all()
+        annotators = session.scalars(select(User).where(User.role == "annotator").order_by(User.username)).all()
+        return render(request, "project.html", {
+            "project": project, "items": len(items), "gold": len(gold),
+            "reports": annotator_reports(session, project), "agreement": project_agreement(session, project),
+            "annotators": annotators, "kinds": KINDS, "message": request.session.pop("flash", None),
+        })
+
+
+@router.post("/admin/projects/{project_id}/members")
+def add_members(request: Request, project_id: int, form: dict = Depends(checked_form)):
+    with transaction(request) as session:
+        user = current_user(session, request, admin=True)
+        project = member_project(session, user, project_id)
+        names = [name.strip() for name in str(form.get("usernames", "")).replace("\n", ",").split(",")
+                 if name.strip()]
+        with user_error():
+            work.add_members(session, project, names)
+            made = work.assign(session, project)
+    request.session["flash"] = f"{len(names)} annotator(s) added, {made} new assignment(s)"
+    return redirect(f"/admin/projects/{project_id}")
+
+
+@router.post("/admin/projects/{project_id}/import")
+async def import_items(request: Request, project_id: int, form: dict = Depends(checked_form)):
+    upload = form.get("file")
+    if upload is None or not hasattr(upload, "read"):
+        raise HTTPException(400, "Choose a JSONL file to import.")
+    data = await upload.read()
+    name = Path(upload.filename or "upload.jsonl").name
+    return await run_in_threadpool(_import, request, project_id, data, name)
+
+
+def _import(request: Request, project_id: int, data: bytes, name: str):
+    with transaction(request) as session:
+        user = current_user(session, request, admin=True)
+        project = member_project(session, user, project_id)
+        with user_error():
             try:
-                if form.get("action") == "skip":
-                    work.skip(session, assignment)
-                else:
-                    work.submit(session, assignment, project.task, form)
-            except ValueError as err:
-                raise HTTPException(400, f"{err}.") from None
-            except work.Conflict as err:
-                raise HTTPException(409, f"{err}.") from None
-            return redirect(f"/projects/{project.id}/next")
-
-    @app.get("/admin", response_class=HTMLResponse)
-    def admin(request: Request):
-        with transaction(request) as session:
-            current_user(session, request, admin=True)
-            projects = session.scalars(select(Project).order_by(Project.name)).all()
-            users = session.scalars(select(User).order_by(User.username)).all()
-            return render(request, "admin.html", {"projects": projects, "users": users, "tasks": TASKS,
-                                                  "message": request.query_params.get("message")})
-
-    @app.post("/admin/users")
-    def add_user(request: Request, form: dict = Depends(checked_form)):
-        with transaction(request) as session:
-            current_user(session, request, admin=True)
-            with user_error():
-                work.create_user(session, str(form.get("username", "")), str(form.get("password", "")),
-                                 str(form.get("role", "annotator")))
-        return redirect("/admin")
-
-    @app.post("/admin/projects")
-    def add_project(request: Request, form: dict = Depends(checked_form)):
-        with transaction(request) as session:
-            current_user(session, request, admin=True)
-            with user_error():
-                project = work.create_project(
-                    session, str(form.get("name", "")), str(form.get("task", "")),
-                    per_item=number(form.get("per_item", "3"), int, "per_item"),
-                    guidelines=str(form.get("guidelines", "")),
-                    gold_threshold=number(form.get("gold_threshold", "0.7"), float, "gold_threshold"))
-            return redirect(f"/admin/projects/{project.id}")
-
-    @app.get("/admin/projects/{project_id}", response_class=HTMLResponse)
-    def project_page(request: Request, project_id: int):
-        with transaction(request) as session:
-            user = current_user(session, request, admin=True)
-            project = member_project(session, user, project_id)
-            items = session.scalars(select(Item.id).where(Item.project_id == project.id)).all()
-            gold = session.scalars(select(Item.id).where(Item.project_id == project.id,
-                                                         Item.gold.is_not(None))).all()
-            annotators = session.scalars(select(User).where(User.role == "annotator").order_by(User.username)).all()
-            return render(request, "project.html", {
-                "project": project, "items": len(items), "gold": len(gold),
-                "reports": annotator_reports(session, project), "agreement": project_agreement(session, project),
-                "annotators": annotators, "kinds": KINDS, "message": request.query_params.get("message"),
-            })
-
-    @app.post("/admin/projects/{project_id}/members")
-    def add_members(request: Request, project_id: int, form: dict = Depends(checked_form)):
-        with transaction(request) as session:
-            user = current_user(session, request, admin=True)
-            project = member_project(session, user, project_id)
-            names = [name.strip() for name in str(form.get("usernames", "")).replace("\n", ",").split(",")
-                     if name.strip()]
-            with user_error():
-                work.add_members(session, project, names)
-                made = work.assign(session, project)
-        return redirect(f"/admin/projects/{project_id}?message=" + f"{len(names)} annotator(s) added, "
-                        f"{made} new assignment(s)")
-
-    @app.post("/admin/projects/{project_id}/import")
-    async def import_items(request: Request, project_id: int, form: dict = Depends(checked_form)):
-        upload = form.get("file")
-        if upload is None or not hasattr(upload, "read"):
-            raise HTTPException(400, "Choose a JSONL file to import.")
-        data = await upload.read()
-        name = Path(upload.filename or "upload.jsonl").name
-        return await _in_thread(request, _import, project_id, data, name)
-
-    def _import(request: Request, project_id: int, data: bytes, name: str):
-        with transaction(request) as session:
-            user = current_user(session, request, admin=True)
-            project = member_project(session, user, project_id)
-            with user_error():
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise AlignkitError(f"{name}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-                count = work.add_items(session, project, parse_items(text, name, project.task), name)
-                made = work.assign(session, project) if session.scalar(
-                    select(Member.user_id).where(Member.project_id == project.id).limit(1)) else 0
-        return redirect(f"/admin/projects/{project_id}?message={count} item(s) imported, {made} assignment(s)")
-
-    @app.get("/admin/projects/{project_id}/export")
-    def export(request: Request, project_id: int, kind: str = "preference", exclude_flagged: bool = False):
-        with transaction(request) as session:
-            user = current_user(session, request, admin=True)
-            project = member_project(session, user, project_id)
-            if kind not in KINDS:
-                raise HTTPException(400, f"Export kind must be one of {', '.join(KINDS)}.")
-            rows, summary = export_rows(session, project, kind, exclude_flagged=exclude_flagged)
-        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        filename = f"{safe_name(project.name)}-{kind}.jsonl"
-        return Response(body, media_type="application/jsonl", headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Export-Summary": json.dumps({k: v if isinstance(v, int) else len(v) for k, v in summary.items()
-                                            if k not in ("kind",)})})
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise AlignkitError(f"{name}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+            count = work.add_items(session, project, parse_items(text, name, project.task), name)
+            made = work.assign(session, project) if session.scalar(
+                select(Member.user_id).where(Member.project_id == project.id).limit(1)) else 0
+    request.session["flash"] = f"{count} item(s) imported, {made} new assignment(s)"
+    return redirect(f"/admin/projects/{project_id}")
 
 
-async def _in_thread(request: Request, function, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(function, request, *args)
-
+@router.get("/admin/projects/{project_id}/export")
+def export(request: Request, project_id: int, kind: str = "preference", exclude_flagged: bool = False):
+    with transaction(request) as session:
+        user = current_user(session, request, admin=True)
+        project = member_project(session, user, project_id)
+        if kind not in KINDS:
+            raise HTTPException(400, f"Export kind must be one of {', '.join(KINDS)}.")
+        rows, summary = export_rows(session, project, kind, exclude_flagged=exclude_flagged)
+    body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    filename = f"{safe_name(project.name)}-{kind}.jsonl"
+    return Response(body, media_type="application/jsonl", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Export-Summary": json.dumps({k: v if isinstance(v, int) else len(v) for k, v in summary.items()
+                                        if k not in ("kind",)})})
 
 @contextlib.contextmanager
 def user_error() -> Iterator[None]:
