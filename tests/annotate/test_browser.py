@@ -1,5 +1,5 @@
 """The app in a real browser: Debian's Chromium driven by Playwright against `alignkit annotate serve` on
-127.0.0.1. Login, a pairwise and a ranking task done by keyboard alone, and an admin export.
+127.0.0.1. Login, a pairwise, a ranking and a rating task done by keyboard alone, and an admin export.
 
 Screenshots go to $ALIGNKIT_SCREENSHOTS when set (docs/images holds the ones the docs show), else to tmp_path.
 """
@@ -41,10 +41,11 @@ RANKED = [{"id": "poem", "prompt": "Write one line about the sea.",
 def served(tmp_path):
     instance = make_instance(tmp_path / "instance", annotators=2)
     pairwise = add_project(instance, "Helpful answers", "pairwise", PAIRS, ["ann1", "ann2"], per_item=2, seed=5)
-    ranking = add_project(instance, "Sea lines", "ranking", [{k: v for k, v in item.items() if k != "best_first"}
-                                                              for item in RANKED], ["ann1"], per_item=1, seed=6)
+    items = [{k: v for k, v in item.items() if k != "best_first"} for item in RANKED]
+    ranking = add_project(instance, "Sea lines", "ranking", items, ["ann1"], per_item=1, seed=6)
+    rating = add_project(instance, "Sea lines, rated", "rating", items, ["ann1"], per_item=1, seed=7)
     server = Server(tmp_path / "instance")
-    yield instance, server, pairwise, ranking
+    yield instance, server, pairwise, ranking, rating
     server.stop()
 
 
@@ -78,7 +79,7 @@ def submit_by_key(page, key: str) -> None:
 
 
 def test_login_tasks_by_keyboard_and_export(served, page, tmp_path):
-    instance, server, pairwise, ranking = served
+    instance, server, pairwise, ranking, rating = served
     out = shots(tmp_path)
     page.goto(server.url + "/")
     assert page.url.endswith("/login")
@@ -115,12 +116,24 @@ def test_login_tasks_by_keyboard_and_export(served, page, tmp_path):
     submit_by_key(page, "Enter")
     assert "All done" in page.inner_text("main")
 
+    # Rating, keys only: each digit rates the highlighted response and moves to the next.
+    page.goto(f"{server.url}/projects/{rating}/next")
+    shown = page.locator(".response .pre").all_inner_texts()
+    wanted = {0: "7", 1: "2", 2: "5"}  # by the item's own response index
+    for text in shown:
+        page.keyboard.press(wanted[RANKED[0]["responses"].index(text)])
+    page.screenshot(path=out / "annotate_rating.png")
+    submit_by_key(page, "Enter")
+    assert "All done" in page.inner_text("main")
+
     with session_factory(make_engine(instance.database_url)).begin() as session:
-        labels = {session.get(Item, session.get(Assignment, label.assignment_id).item_id).external_id: label
+        labels = {(session.get(Assignment, label.assignment_id).project_id,
+                   session.get(Item, session.get(Assignment, label.assignment_id).item_id).external_id): label
                   for label in session.scalars(select(Label))}
-    assert labels["capital"].value == {"choice": 0} and labels["tea"].value == {"choice": 0}
-    assert labels["tea"].reason == "the other one boils the leaves"
-    assert labels["poem"].value == {"ranking": RANKED[0]["best_first"]}
+    assert labels[(pairwise, "capital")].value == {"choice": 0} and labels[(pairwise, "tea")].value == {"choice": 0}
+    assert labels[(pairwise, "tea")].reason == "the other one boils the leaves"
+    assert labels[(ranking, "poem")].value == {"ranking": RANKED[0]["best_first"]}
+    assert labels[(rating, "poem")].value == {"ratings": [7, 2, 5]}
 
     # ann2 labels too (the better answer on "capital", the worse on "tea"), so the admin page has agreement.
     with session_factory(make_engine(instance.database_url)).begin() as session:
