@@ -37,6 +37,8 @@ def test_annotator_cannot_reach_admin_pages_other_items_or_export(instance, logi
         assert ann1.post(f"/tasks/{assignment}", {"choice": "A"}).status_code == 404
         assert ann1.post(f"/tasks/{assignment}", {"action": "skip"}).status_code == 404
     assert ann1.get(f"/projects/{other}/next").status_code == 404  # not a member
+    missing = ann1.get("/no/such/page")
+    assert missing.status_code == 404 and "<h1>404</h1>" in missing.text
     assert "other" not in ann1.get("/").text
     with db(instance).begin() as session:
         assert session.scalar(select(User).where(User.username == "mallory")) is None

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from alignkit.annotate import work
@@ -77,8 +78,8 @@ def create_app(instance: Instance, secure_cookies: bool = False, login_attempts:
     async def to_login(request: Request, _exc: LoginRequired):
         return RedirectResponse("/login", status_code=303)
 
-    @app.exception_handler(HTTPException)
-    async def error_page(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and unknown routes alike
+    async def error_page(request: Request, exc: StarletteHTTPException):
         return render(request, "error.html", {"status": exc.status_code, "detail": exc.detail}, exc.status_code)
 
     app.include_router(router)
