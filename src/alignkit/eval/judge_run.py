@@ -76,14 +76,14 @@ def judge_file(judge, source: str, out: str, against: str | None = None, world_s
             "world_seed": world.seed,
             "agreement": agree / len(judged) if judged else None,  # over the pairs judged, ties included
             "agreement_on_all_pairs": agree / len(prompts),  # a failed judgment counts as disagreement
-            "agreement_where_gold_decides": (sum(result.verdicts[i] == gold[i] for i in decisive) / len(decisive)
-                                             if decisive else None),
+            "agreement_where_gold_decides": (
+                sum(result.verdicts[i] == gold[i] for i in decisive) / len(decisive) if decisive else None),
             "gold_tie_rate": sum(g == "tie" for g in gold) / len(gold),
         }
     summary["seconds"] = time.perf_counter() - started
-    rows = [{"prompt": p, "a": a, "b": b, "verdict": v, "verdict_forward": f, "verdict_swapped": s,
+    rows = [{"prompt": prompts[i], "a": first[i], "b": second[i], "verdict": result.verdicts[i],
+             "verdict_forward": result.forward[i], "verdict_swapped": result.backward[i],
              **({} if gold is None else {"gold": gold[i]})}
-            for i, (p, a, b, v, f, s) in enumerate(zip(prompts, first, second, result.verdicts, result.forward,
-                                                       result.backward))]
+            for i in range(len(prompts))]
     write_json(out, {"summary": summary, "pairs": rows})
     return summary

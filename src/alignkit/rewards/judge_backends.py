@@ -82,8 +82,9 @@ class EndpointBackend:
         self.concurrency = concurrency
         self.stats = RequestStats()
         if api_key_env and not os.environ.get(api_key_env):
-            raise AlignkitError(f"judge endpoint: environment variable {api_key_env} (the API key) is not set: "
-                                f"export {api_key_env}=... or leave api_key_env out for a server without keys")
+            raise AlignkitError(f"judge endpoint: environment variable {api_key_env} (the API key) is not "
+                                f"set: export {api_key_env}=... or leave api_key_env out for a server "
+                                "without keys")
 
     def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[str | None]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -91,6 +92,7 @@ class EndpointBackend:
 
     def _ask(self, messages: list[dict], sampling: Sampling) -> str | None:
         body = json.dumps({"model": self.model, "messages": messages, **sampling.as_dict()}).encode()
+        last_error = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 pause = self.backoff_s * 2 ** (attempt - 1)
@@ -103,7 +105,7 @@ class EndpointBackend:
                 return self._post(body)
             except RetryableError as err:
                 last_error = str(err)
-            except AlignkitError as err:  # a 4xx other than 429, or a malformed answer: asking again won't help
+            except AlignkitError as err:  # a 4xx other than 429, or a malformed answer: asking again is futile
                 last_error = str(err)
                 break
         with self.stats.lock:

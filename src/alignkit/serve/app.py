@@ -29,8 +29,8 @@ class RequestError(Exception):
     def response(self) -> JSONResponse:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
         code = "model_not_found" if self.status == 404 else None
-        return JSONResponse({"error": {"message": self.message, "type": kind, "param": self.param, "code": code}},
-                            status_code=self.status)
+        error = {"message": self.message, "type": kind, "param": self.param, "code": code}
+        return JSONResponse({"error": error}, status_code=self.status)
 
 
 def build_app(model_dir: str, max_batch: int = 16, model_name: str | None = None) -> FastAPI:
@@ -49,7 +49,8 @@ def build_app(model_dir: str, max_batch: int = 16, model_name: str | None = None
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "alignkit"}]}
+        model_card = {"id": name, "object": "model", "created": 0, "owned_by": "alignkit"}
+        return {"object": "list", "data": [model_card]}
 
     @app.get("/stats")
     async def stats():
@@ -65,9 +66,11 @@ def build_app(model_dir: str, max_batch: int = 16, model_name: str | None = None
             raise RequestError(400, "messages must be a non-empty list of {role: system|user|assistant, "
                                     "content: string}", "messages")
         try:
-            prompt_ids = chat_prompt_ids(tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages])
+            turns = [{"role": m["role"], "content": m["content"]} for m in messages]
+            prompt_ids = chat_prompt_ids(tokenizer, turns)
         except Exception as err:
-            raise RequestError(400, f"the model's chat template refused these messages: {err}", "messages") from None
+            raise RequestError(400, f"the model's chat template refused these messages: {err}",
+                               "messages") from None
         return await answer(body, prompt_ids, chat=True)
 
     @app.post("/v1/completions")
@@ -88,7 +91,8 @@ def build_app(model_dir: str, max_batch: int = 16, model_name: str | None = None
             choices = await asyncio.wrap_future(batcher.submit(job))
         except Exception as err:
             raise RequestError(500, f"sampling failed: {type(err).__name__}: {err}") from None
-        usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": sum(len(c.token_ids) for c in choices)}
+        completion_tokens = sum(len(c.token_ids) for c in choices)
+        usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if body.get("stream"):
             options = body.get("stream_options") or {}
@@ -106,15 +110,17 @@ def build_app(model_dir: str, max_batch: int = 16, model_name: str | None = None
         then, when stream_options.include_usage asked for it, a usage chunk; then [DONE]."""
         def event(index: int, text: str | None, finish: str | None, role: bool = False) -> str:
             if chat:
-                delta = {"role": "assistant", "content": ""} if role else ({} if text is None else {"content": text})
+                delta = {} if text is None else {"content": text}
+                if role:
+                    delta = {"role": "assistant", "content": ""}
                 choice = {"index": index, "delta": delta, "finish_reason": finish}
             else:
                 choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
             return chunk([choice])
 
         def chunk(choice_list: list, **extra) -> str:
-            payload = {"id": rid, "object": kind + ".chunk" if chat else kind, "created": created, "model": name,
-                       "choices": choice_list, **extra}
+            payload = {"id": rid, "object": kind + ".chunk" if chat else kind, "created": created,
+                       "model": name, "choices": choice_list, **extra}
             return f"data: {json.dumps(payload)}\n\n"
 
         for index, choice in enumerate(choices):
@@ -165,8 +171,8 @@ def make_job(body: dict, prompt_ids: list[int], context: int | None) -> Job:
         value = body.get(key, default)
         if value is None:
             value = default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
-                or not low <= value <= high:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or (kind is int and value != int(value)) or not low <= value <= high:
             raise RequestError(400, f"{key}={value!r} must be a{'n integer' if kind is int else ' number'} "
                                     f"in [{low}, {high}]", key)
         return kind(value)
@@ -179,7 +185,8 @@ def make_job(body: dict, prompt_ids: list[int], context: int | None) -> Job:
     stop = body.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
-    if not isinstance(stop, (list, tuple)) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+    well_formed = isinstance(stop, (list, tuple)) and all(isinstance(s, str) and s for s in stop)
+    if not well_formed or len(stop) > 4:
         raise RequestError(400, "stop must be a non-empty string or a list of up to 4 of them", "stop")
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
