@@ -188,3 +188,16 @@ def test_majority_ties_are_reported_not_exported(instance, login):
     with db(instance).begin() as session:
         _, summary = export_rows(session, session.get(Project, project))
     assert summary["tied"] == [{"id": "q0", "votes": {"0": 1, "1": 1}, "tied": ["0", "1"]}]
+
+
+def test_guidelines_default_rubric_and_edit(instance, login):
+    project = add_project(instance, "p", "pairwise", pair_items(1), ["ann1"], per_item=1)
+    ann1 = login("ann1")
+    _, page = open_task(ann1, project)
+    assert "Helpful:" in page and "Honest:" in page and "Harmless:" in page  # the default rubric ships
+    admin = login("admin")
+    assert admin.post(f"/admin/projects/{project}/guidelines", {"guidelines": "Prefer <b>short</b> answers."}
+                      ).status_code == 303
+    assert ann1.post(f"/admin/projects/{project}/guidelines", {"guidelines": "x"}).status_code == 403
+    _, page = open_task(ann1, project)
+    assert "Prefer &lt;b&gt;short&lt;/b&gt; answers." in page and "Helpful:" not in page

@@ -309,6 +309,16 @@ def add_members(request: Request, project_id: int, form: dict = Depends(checked_
     return redirect(f"/admin/projects/{project_id}")
 
 
+@router.post("/admin/projects/{project_id}/guidelines")
+def edit_guidelines(request: Request, project_id: int, form: dict = Depends(checked_form)):
+    with transaction(request) as session:
+        user = current_user(session, request, admin=True)
+        project = member_project(session, user, project_id)
+        project.guidelines = str(form.get("guidelines", "")).strip() or work.GUIDELINES
+    request.session["flash"] = "Guidelines saved"
+    return redirect(f"/admin/projects/{project_id}")
+
+
 @router.post("/admin/projects/{project_id}/import")
 async def import_items(request: Request, project_id: int, form: dict = Depends(checked_form)):
     upload = form.get("file")
