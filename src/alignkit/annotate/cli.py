@@ -18,7 +18,20 @@ PASSWORD = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=T
                         envvar="ALIGNKIT_ANNOTATE_PASSWORD", help="8+ characters (or the env variable)")
 
 
+def _need_extra() -> None:
+    import importlib.util
+
+    from alignkit.errors import AlignkitError
+
+    missing = [name for name in ("fastapi", "sqlalchemy", "alembic", "argon2", "jinja2", "uvicorn")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise AlignkitError(f"alignkit annotate needs {', '.join(missing)}: install the annotate extra, "
+                            "pip install -e '.[annotate]' (or 'alignkit[annotate]')")
+
+
 def _sessions(folder: Path):
+    _need_extra()
     from alignkit.annotate.db import make_engine, session_factory
     from alignkit.annotate.instance import open_instance
 
@@ -35,6 +48,7 @@ def init(
                                                "in the folder"),
 ) -> None:
     """Create an instance folder: settings, a session secret, the database schema and the first admin."""
+    _need_extra()
     from sqlalchemy import select
 
     from alignkit.annotate.db import User
@@ -57,6 +71,7 @@ def serve(
     secure_cookies: bool = typer.Option(False, help="send the session cookie over HTTPS only (behind TLS)"),
 ) -> None:
     """Run the web app (one process; put a TLS proxy in front to serve it beyond this machine)."""
+    _need_extra()
     import uvicorn
 
     from alignkit.annotate.app import create_app
