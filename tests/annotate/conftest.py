@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
-
 sys.path.insert(0, str(Path(__file__).parents[1] / "smoke"))  # cli_runner, shared with the smoke tests
 
 PASSWORD = "correct horse"

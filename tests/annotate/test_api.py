@@ -5,6 +5,10 @@ import json
 import re
 
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="the annotation app needs the `annotate` extra")
+pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
+
 from sqlalchemy import func, select
 
 from conftest import add_project, pair_items

@@ -10,6 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="the annotation app needs the `annotate` extra")
+pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
+
 from sqlalchemy import select
 
 from conftest import PASSWORD, Server, add_project, make_instance

@@ -4,6 +4,10 @@
 import json
 
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="the annotation app needs the `annotate` extra")
+pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
+
 from sqlalchemy import select
 
 from conftest import add_project, pair_items

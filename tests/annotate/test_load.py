@@ -7,8 +7,12 @@ import re
 import threading
 import time
 
-import httpx
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="the annotation app needs the `annotate` extra")
+pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
+
+import httpx
 from sqlalchemy import func, select
 
 from conftest import PASSWORD, Server, add_project, csrf_of, make_instance, pair_items

@@ -2,6 +2,11 @@
 
 import json
 
+import pytest
+
+pytest.importorskip("sqlalchemy", reason="the annotation app needs the `annotate` extra")
+pytest.importorskip("fastapi", reason="the annotation app needs the `annotate` extra")
+
 from sqlalchemy import select
 
 from conftest import PASSWORD, add_project, csrf_of, pair_items
