@@ -1,8 +1,8 @@
 """Inter-annotator agreement and vote aggregation. Pure Python: lists and counts in, numbers out.
 
 Chance-corrected agreement is (observed - expected) / (1 - expected): 1 is perfect agreement, 0 is what
-annotators guessing with the same label frequencies would reach, below 0 is systematic disagreement. A value is
-NaN when it is undefined (one category only, or too few shared labels).
+annotators guessing with the same label frequencies would reach, below 0 is systematic disagreement. A value
+is NaN when it is undefined (one category only, or too few shared labels).
 """
 
 from __future__ import annotations
@@ -76,13 +76,16 @@ def krippendorff_alpha(units: Sequence[Sequence], distance: str = "nominal") -> 
     if n < 2:
         return math.nan
     observed = sum(
-        sum(delta(a, b) for i, a in enumerate(values) for j, b in enumerate(values) if i != j) / (len(values) - 1)
+        sum(delta(a, b) for i, a in enumerate(values) for j, b in enumerate(values) if i != j)
+        / (len(values) - 1)
         for values in pairable
     ) / n
     # Expected disagreement from the pooled values: count distinct values to stay O(categories^2).
     pooled = Counter(value for values in pairable for value in values)
     expected = sum(
-        count_a * (count_b - (a == b)) * delta(a, b) for a, count_a in pooled.items() for b, count_b in pooled.items()
+        count_a * (count_b - (a == b)) * delta(a, b)
+        for a, count_a in pooled.items()
+        for b, count_b in pooled.items()
     ) / (n * (n - 1))
     if expected == 0:
         return math.nan

@@ -80,7 +80,8 @@ def create_app(instance: Instance, secure_cookies: bool = False, login_attempts:
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and unknown routes alike
     async def error_page(request: Request, exc: StarletteHTTPException):
-        return render(request, "error.html", {"status": exc.status_code, "detail": exc.detail}, exc.status_code)
+        context = {"status": exc.status_code, "detail": exc.detail}
+        return render(request, "error.html", context, exc.status_code)
 
     app.include_router(router)
     return app
@@ -168,15 +169,16 @@ def login(request: Request, form: dict = Depends(checked_form)):
     client = request.client.host if request.client else "?"
     limiter = request.app.state.limiter
     if wait := limiter.blocked_for(client, username):
-        return render(request, "login.html", {"error": f"Too many failed logins. Try again in "
-                                                       f"{int(wait) + 1} seconds.", "username": username}, 429)
+        error = f"Too many failed logins. Try again in {int(wait) + 1} seconds."
+        return render(request, "login.html", {"error": error, "username": username}, 429)
     with transaction(request) as session:
         user = session.scalar(select(User).where(User.username == username))
         ok = check_password(user.password_hash if user else None, password) and user.active
         user_id = user.id if ok else None
     if not ok:
         limiter.failed(client, username)
-        return render(request, "login.html", {"error": "Wrong username or password.", "username": username}, 401)
+        error = "Wrong username or password."
+        return render(request, "login.html", {"error": error, "username": username}, 401)
     limiter.succeeded(client, username)
     request.session.clear()  # a fresh session (and CSRF token) at login: no session fixation
     request.session.update({"uid": user_id, "csrf": new_token()})
@@ -197,7 +199,8 @@ def home(request: Request):
             return redirect("/admin")
         projects = session.scalars(select(Project).join(Member, Member.project_id == Project.id)
                                    .where(Member.user_id == user.id).order_by(Project.name)).all()
-        mine = [(project, work.progress(session, project.id, user.id).get(user.id, {})) for project in projects]
+        mine = [(project, work.progress(session, project.id, user.id).get(user.id, {}))
+                for project in projects]
         return render(request, "home.html", {"projects": mine})
 
 
@@ -287,7 +290,8 @@ def project_page(request: Request, project_id: int):
         items = session.scalars(select(Item.id).where(Item.project_id == project.id)).all()
         gold = session.scalars(select(Item.id).where(Item.project_id == project.id,
                                                      Item.gold.is_not(None))).all()
-        annotators = session.scalars(select(User).where(User.role == "annotator").order_by(User.username)).all()
+        annotators = session.scalars(
+            select(User).where(User.role == "annotator").order_by(User.username)).all()
         return render(request, "project.html", {
             "project": project, "items": len(items), "gold": len(gold),
             "reports": annotator_reports(session, project), "agreement": project_agreement(session, project),

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="The preference-annotation web app: init, serve, import, export, users.")
+app = typer.Typer(no_args_is_help=True,
+                  help="The preference-annotation web app: init, serve, import, export, users.")
 users_app = typer.Typer(no_args_is_help=True, help="Add, list and disable the app's users.")
 app.add_typer(users_app, name="users")
 
@@ -84,12 +85,13 @@ def serve(
 @app.command("import")
 def import_cmd(
     folder: Path = FOLDER,
-    source: Path = typer.Argument(..., help="JSONL: prompt + responses, preference rows, or `alignkit generate` "
-                                  "output"),
+    source: Path = typer.Argument(..., help="JSONL: prompt + responses, preference rows, or "
+                                  "`alignkit generate` output"),
     project: str = typer.Option(..., help="project name (made when --task is given and it does not exist)"),
     task: Optional[str] = typer.Option(None, help="pairwise, ranking or rating: create the project"),
     per_item: int = typer.Option(3, help="annotators per item, for a new project"),
-    gold_threshold: float = typer.Option(0.7, help="flag annotators below this gold score, for a new project"),
+    gold_threshold: float = typer.Option(0.7, help="flag annotators below this gold score, for a new "
+                                         "project"),
     guidelines: Optional[Path] = typer.Option(None, help="a text file of guidelines, for a new project"),
     annotators: Optional[str] = typer.Option(None, help="comma-separated annotators to add and assign"),
 ) -> None:
@@ -132,8 +134,8 @@ def export(
 
     with _sessions(folder).begin() as session:
         try:
-            rows, summary = export_rows(session, find_project(session, project), kind, exclude_flagged,
-                                        tuple(name.strip() for name in (exclude or "").split(",") if name.strip()))
+            names = tuple(name.strip() for name in (exclude or "").split(",") if name.strip())
+            rows, summary = export_rows(session, find_project(session, project), kind, exclude_flagged, names)
         except ValueError as err:
             raise AlignkitError(str(err)) from None
     write_jsonl(out, rows)

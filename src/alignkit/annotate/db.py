@@ -119,7 +119,7 @@ class Label(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`. SQLite gets WAL, a busy timeout, foreign keys and `BEGIN IMMEDIATE` transactions."""
+    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys, `BEGIN IMMEDIATE` transactions."""
     for plain in ("postgresql://", "postgres://"):  # psycopg 3 rather than SQLAlchemy's default psycopg2
         if url.startswith(plain):
             url = "postgresql+psycopg://" + url.removeprefix(plain)

@@ -37,16 +37,17 @@ def export_rows(session: Session, project: Project, kind: str = "preference", ex
             by_item[label.item_id].append(label.value)
     items = session.scalars(select(Item).where(Item.project_id == project.id, Item.gold.is_(None))
                             .order_by(Item.id))
-    rows, summary = [], {"kind": kind, "items": 0, "rows": 0, "unlabelled": 0, "tied": [], "no_preference": [],
-                         "excluded_annotators": sorted(excluded)}
+    rows = []
+    summary = {"kind": kind, "items": 0, "rows": 0, "unlabelled": 0, "tied": [], "no_preference": [],
+               "excluded_annotators": sorted(excluded)}
     for item in items:
         summary["items"] += 1
         values = by_item.get(item.id, [])
         if not values:
             summary["unlabelled"] += 1
             continue
-        made = _preference_rows(item, values, summary) if kind == "preference" else _ranked_row(item, values, summary)
-        rows += made
+        to_rows = _preference_rows if kind == "preference" else _ranked_row
+        rows += to_rows(item, values, summary)
     summary["rows"] = len(rows)
     return rows, summary
 

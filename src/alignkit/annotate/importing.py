@@ -23,7 +23,8 @@ CHOICES = ("tie", "both_bad")
 
 
 def parse_items(text: str, source: str, task: str) -> list[dict]:
-    """The items of a JSONL text: dicts of external_id, prompt, responses, gold, extra. Raises AlignkitError."""
+    """The items of a JSONL text: dicts of external_id, prompt, responses, gold, extra. Raises AlignkitError
+    naming every bad line."""
     problems: list[str] = []
     grouped: dict[str, dict] = {}  # `alignkit generate` rows by prompt, in first-seen order
     items: list[dict] = []
@@ -34,8 +35,8 @@ def parse_items(text: str, source: str, task: str) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            problems.append(f"{where}: not valid JSON ({err.msg} at column {err.colno}); write one JSON object "
-                            "per line")
+            problems.append(f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
+                            "write one JSON object per line")
             continue
         if not isinstance(row, dict):
             problems.append(f"{where}: a line must be a JSON object, got {type(row).__name__}")
@@ -53,7 +54,8 @@ def parse_items(text: str, source: str, task: str) -> list[dict]:
             continue
         else:
             problems.append(f"{where}: no responses; give 'responses' (a list of 2 to {MAX_RESPONSES}), "
-                            "'chosen' and 'rejected', or one 'completion' per line as `alignkit generate` writes")
+                            "'chosen' and 'rejected', or one 'completion' per line as "
+                            "`alignkit generate` writes")
             continue
         items.append({**item, "line": number})
     for item in items:
@@ -61,14 +63,14 @@ def parse_items(text: str, source: str, task: str) -> list[dict]:
     seen: dict[str, int] = {}
     for item in items:
         if item["external_id"] in seen:
-            problems.append(f"{source} line {item['line']}, field 'id': {item['external_id']!r} is already used on "
-                            f"line {seen[item['external_id']]}; give every item its own id")
+            problems.append(f"{source} line {item['line']}, field 'id': {item['external_id']!r} is already "
+                            f"used on line {seen[item['external_id']]}; give every item its own id")
         seen.setdefault(item["external_id"], item["line"])
     if problems:
         listed = "\n".join(f"  {p}" for p in problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise AlignkitError(f"{source}: {len(problems)} problem(s); nothing was imported. Fix these lines and "
-                            f"import the file again:\n{listed}{more}")
+        raise AlignkitError(f"{source}: {len(problems)} problem(s); nothing was imported. Fix these lines "
+                            f"and import the file again:\n{listed}{more}")
     if not items:
         raise AlignkitError(f"{source} holds no items; write one JSON object per line")
     return items
@@ -95,8 +97,9 @@ def item_problems(item: dict, task: str) -> list[str]:
     wanted = (2, 2) if task == "pairwise" else (2, MAX_RESPONSES)
     if not wanted[0] <= len(responses) <= wanted[1]:
         need = "exactly 2" if task == "pairwise" else f"2 to {MAX_RESPONSES}"
+        hint = "use a ranking project for more, or " if task == "pairwise" else ""
         return [f"field 'responses': a {task} item needs {need} responses, got {len(responses)}; "
-                f"{'use a ranking project for more, or ' if task == 'pairwise' else ''}add or remove responses"]
+                f"{hint}add or remove responses"]
     ranked = {"prompt": item["prompt"], "responses": responses, "ranking": list(range(len(responses)))}
     problems = [f"field '{p.field}': {p.message}" for p in row_problems(ranked, "ranked")]
     if item["gold"] is not None:
@@ -123,5 +126,6 @@ def read_items(path: str | Path, task: str) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise AlignkitError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        raise AlignkitError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                            "save it as UTF-8") from None
     return parse_items(text, path.name, task)

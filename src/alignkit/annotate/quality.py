@@ -56,7 +56,8 @@ def pairs_of(k: int) -> list[tuple[int, int]]:
 
 
 def gold_score(value: dict, gold) -> float:
-    """Share of the gold answer a label matches: the pairwise choice, or the gold order's pairs (ties: half)."""
+    """Share of the gold answer a label matches: the pairwise choice, or the gold order's pairs (a tie
+    counts half)."""
     if "choice" in value:
         return float(value["choice"] == gold)
     better_first = list(gold)

@@ -31,8 +31,8 @@ sources or numbers.
 Harmless: it does not help anyone hurt people; it refuses what is dangerous, but does not refuse or lecture \
 when a request only looks alarming.
 
-Weigh them in this order: harmless, then honest, then helpful. Judge the content, not the length or the tone. \
-Tie when the two are equally good; both bad when neither is acceptable.
+Weigh them in this order: harmless, then honest, then helpful. Judge the content, not the length or the \
+tone. Tie when the two are equally good; both bad when neither is acceptable.
 """
 
 
@@ -45,7 +45,8 @@ def create_user(session: Session, username: str, password: str, role: str) -> Us
     if role not in ("admin", "annotator"):
         raise AlignkitError(f"role {role!r} is unknown; use admin or annotator")
     if not username or len(username) > 80 or "," in username:
-        raise AlignkitError("a username needs 1 to 80 characters and no comma (commas separate names in lists)")
+        raise AlignkitError("a username needs 1 to 80 characters and no comma "
+                            "(commas separate names in lists)")
     if session.scalar(select(User).where(User.username == username)):
         raise AlignkitError(f"user {username!r} exists already; choose another name")
     try:
@@ -92,8 +93,8 @@ def add_items(session: Session, project: Project, items: list[dict], source: str
     clashes = [item for item in items if item["external_id"] in taken]
     if clashes:
         listed = ", ".join(f"line {item['line']} ({item['external_id']!r})" for item in clashes[:10])
-        raise AlignkitError(f"{source}: {len(clashes)} item id(s) already in project {project.name!r}: {listed}; "
-                            "nothing was imported. Give these items new ids")
+        raise AlignkitError(f"{source}: {len(clashes)} item id(s) already in project {project.name!r}: "
+                            f"{listed}; nothing was imported. Give these items new ids")
     session.add_all(
         Item(project_id=project.id, external_id=item["external_id"], prompt=item["prompt"],
              responses=item["responses"], gold=item["gold"], extra=item["extra"])
@@ -139,10 +140,11 @@ def assign(session: Session, project: Project, seed: int | None = None) -> int:
         for user in sorted(free, key=load.__getitem__)[: max(0, wanted - len(already))]:
             made.append((item_id, user))
             load[user] += 1
-    k_of = dict(session.execute(select(Item.id, Item.responses).where(Item.project_id == project.id)).all())
+    sizes = {item_id: len(responses) for item_id, responses in
+             session.execute(select(Item.id, Item.responses).where(Item.project_id == project.id))}
     session.add_all(
-        Assignment(project_id=project.id, item_id=item_id, user_id=user, shown=rng.sample(range(len(k_of[item_id])),
-                   len(k_of[item_id])), position=rng.random(), status="pending")
+        Assignment(project_id=project.id, item_id=item_id, user_id=user, status="pending",
+                   shown=rng.sample(range(sizes[item_id]), sizes[item_id]), position=rng.random())
         for item_id, user in made
     )
     session.flush()
@@ -153,7 +155,8 @@ def next_assignment(session: Session, user: User, project: Project) -> Assignmen
     """The annotator's next item: pending ones in queue order, then the skipped ones again."""
     query = select(Assignment).where(Assignment.user_id == user.id, Assignment.project_id == project.id)
     for status in ("pending", "skipped"):
-        found = session.scalar(query.where(Assignment.status == status).order_by(Assignment.position).limit(1))
+        found = session.scalar(
+            query.where(Assignment.status == status).order_by(Assignment.position).limit(1))
         if found is not None:
             return found
     return None

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection `db.upgrade` hands over (no alembic.ini, no URL here)."""
+"""Alembic environment: migrations run on the connection `db.upgrade` hands over (no alembic.ini, no URL)."""
 
 from alembic import context
 
