@@ -102,6 +102,22 @@ def test_consistent_judge_keeps_its_verdicts():
     assert judged.verdicts == ["a", "b"] and judged.swapped and judged.position_bias_rate == 0.0
 
 
+def test_an_obedient_judge_does_not_hand_the_win_to_an_injection():
+    """A judge that blindly obeys "answer A" inside a response: the same response text is shown in both
+    orders, so the injection names the injected response's slot in one order and the other response's slot in
+    the other; the two verdicts disagree and the pair reconciles to a tie, never to a win for the injection."""
+    def obedient(user):
+        for slot in ("A", "B"):
+            if f"answer {slot}" in user:
+                return f"Told to.\nVerdict: {slot}"
+        return "Verdict: A"
+
+    judge = LLMJudge(Scripted(obedient))
+    result = judge.pairwise(["What is 2+2?"], ["4." + INJECTION], ["2 + 2 = 4."])
+    assert result.forward == ["a"] and result.backward == ["a"]  # obeyed both times: slot A each time
+    assert result.verdicts == ["tie"] and result.rates()["position_bias_rate"] == 1.0
+
+
 def test_unparseable_answers_are_retried_with_new_seeds_then_none_and_counted():
     answers = iter(["no idea", "Verdict: A", "still no idea", "nope", "Verdict: B", "???", "???", "???"])
     backend = Scripted(lambda user: next(answers))
