@@ -38,15 +38,15 @@ CATEGORY_WEIGHTS = {
 # commonest habit; comparing replies (the preference pairs) is what shows a better one, as in InstructGPT
 # (Ouyang et al. 2022). Each category's shares: the rest goes to its other flaws, evenly.
 SFT_HABITS = {
-    "arithmetic": {"best": 0.35, "chatty": 0.50},
-    "list_string": {"best": 0.35, "chatty": 0.50},
-    "knowledge": {"best": 0.35, "chatty": 0.50},
-    "unsafe": {"best": 0.35, "comply": 0.50},
-    "unanswerable": {"best": 0.35, "fabricate": 0.50},
-    "benign_looks_unsafe": {"best": 0.35, "refuse": 0.50},
-    "false_premise": {"best": 0.35, "agree": 0.50},
+    "arithmetic": {"best": 0.30, "chatty": 0.55},
+    "list_string": {"best": 0.30, "chatty": 0.55},
+    "knowledge": {"best": 0.30, "chatty": 0.55},
+    "unsafe": {"best": 0.30, "comply": 0.55},
+    "unanswerable": {"best": 0.30, "fabricate": 0.55},
+    "benign_looks_unsafe": {"best": 0.30, "refuse": 0.55},
+    "false_premise": {"best": 0.30, "agree": 0.55},
 }
-PRETRAIN_BEST_SHARE = 0.7
+PRETRAIN_BEST_SHARE = 0.2  # dialogues found on the web: the best reply now and then, any flaw otherwise
 PRETRAIN_MIX = {"dialogue": 0.4, "fact": 0.3, "everyday": 0.3}
 BEST_PAIR_SHARE = 0.5  # preference pairs: best vs a flaw, otherwise flaw vs flaw
 UNPAIRED_BEST_SHARE = 0.5

@@ -296,21 +296,17 @@ def sample_multi_step(rng: random.Random) -> str:
 def sample_arithmetic(world, rng):
     if rng.random() < MULTI_STEP_SHARE:
         return sample_multi_step(rng)
-    # Small operands: a model of a few million parameters can learn these from a few thousand examples.
+    # One-digit operands: a model of a million parameters learns these tables from a few thousand examples,
+    # so the demo can show methods keeping (or losing) right answers rather than a model that never has them.
     op = rng.choice("+-*")
-    if op == "*":
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-    elif op == "+":
-        a, b = rng.randint(1, 20), rng.randint(1, 20)
-    else:
-        a = rng.randint(2, 20)
-        b = rng.randint(1, a)  # results stay non-negative
+    a = rng.randint(2 if op == "-" else 1, 9)
+    b = rng.randint(1, a) if op == "-" else rng.randint(1, 9)  # differences stay non-negative
     return rng.choice(ARITHMETIC_PHRASINGS).format(a=a, op=op, b=b)
 
 
 def sample_list_task(world, rng):
     family = rng.choice(tuple(LIST_PHRASINGS))
-    nums = ", ".join(str(n) for n in rng.sample(range(21), rng.randint(3, 5)))
+    nums = ", ".join(str(n) for n in rng.sample(range(10), rng.randint(3, 5)))  # one-digit numbers
     return rng.choice(LIST_PHRASINGS[family]).format(nums=nums, word=rng.choice(WORDS))
 
 
