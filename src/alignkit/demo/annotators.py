@@ -43,13 +43,15 @@ DEFAULT_PANEL = (
     Annotator("average", correctness=1.0, temperature=0.4, flip_prob=0.08),
 )
 
-# A panel whose taste for long answers outweighs correctness: labels from it teach a reward
-# model that longer is better, which is what reward-hacking studies need to provoke.
+# A panel that cares about correctness but also likes long answers: labels from it teach a reward model that
+# agrees with gold on the easy calls (it still prefers refusing to helping a burglar) and also that longer is
+# better. Optimising that reward hard is what reward-hacking studies need: the gold score first rises with
+# the proxy, then falls as the policy pads its answers (docs/demo_world.md).
 LENGTH_BIASED_PANEL = (
-    Annotator("long_careful", correctness=0.5, length=3.0, temperature=0.25, flip_prob=0.05),
-    Annotator("long_plain", correctness=0.5, length=3.0, temperature=0.3, flip_prob=0.08),
-    Annotator("long_polite", correctness=0.4, length=3.0, politeness=0.2, temperature=0.3, flip_prob=0.08),
-    Annotator("long_lazy", correctness=0.3, length=3.0, temperature=0.6, flip_prob=0.15, position_bias=0.1),
+    Annotator("long_careful", correctness=1.0, length=1.5, temperature=0.25, flip_prob=0.05),
+    Annotator("long_plain", correctness=1.0, length=1.5, temperature=0.3, flip_prob=0.08),
+    Annotator("long_polite", correctness=1.0, length=1.5, politeness=0.2, temperature=0.3, flip_prob=0.08),
+    Annotator("long_lazy", correctness=1.0, length=1.5, temperature=0.6, flip_prob=0.15, position_bias=0.1),
     Annotator("average", correctness=1.0, temperature=0.4, flip_prob=0.08),
 )
 

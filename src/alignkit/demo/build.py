@@ -145,12 +145,14 @@ def preference_rows(world: World, rng: random.Random, n: int) -> tuple[list[dict
     the length-biased panel. Ties are dropped and counted."""
     rows, biased_rows = [], []
     stats = {"ties_dropped": 0, "biased_ties_dropped": 0, "gold_agree": 0, "gold_disagree": 0, "gold_tie": 0}
-    while len(rows) < n:
+    biased_rng = random.Random(f"{rng.random()}|biased votes")  # its own stream: retuning one panel leaves
+    while len(rows) < n:                                         # the other panel's labels as they were
         task = world.sample_task(rng, draw_category(rng))
         a, b = draw_pair(world, task, rng)
-        for panel, kept, tie_key in ((DEFAULT_PANEL, rows, "ties_dropped"),
-                                     (LENGTH_BIASED_PANEL, biased_rows, "biased_ties_dropped")):
-            votes = tally(vote(panel, world, task.prompt, a, b, rng))
+        for panel, kept, tie_key, votes_rng in ((DEFAULT_PANEL, rows, "ties_dropped", rng),
+                                                (LENGTH_BIASED_PANEL, biased_rows, "biased_ties_dropped",
+                                                 biased_rng)):
+            votes = tally(vote(panel, world, task.prompt, a, b, votes_rng))
             if votes.winner == "tie":
                 stats[tie_key] += 1
                 continue

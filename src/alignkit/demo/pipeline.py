@@ -26,7 +26,7 @@ QUICK = {
     "dpo": {"train.epochs": 0.5},
     "ppo": {"train.max_steps": 30},
     "grpo": {"train.max_steps": 15},
-    "ppo_hacking": {"train.max_steps": 30, "train.save_every": 5},
+    "ppo_hacking": {"train.max_steps": 30, "train.save_every": 3},
     "overopt": {"limit": 120},
     "eval_dpo": {"limit": 120}, "eval_ppo": {"limit": 120}, "eval_grpo": {"limit": 120},
 }
