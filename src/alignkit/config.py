@@ -258,6 +258,11 @@ class PPOSettings(Section):
     reward_clip: float | None = Field(5.0, gt=0, description="clip normalised scores to [-c, c]; null: no clip")
     missing_eos_penalty: float | None = Field(
         None, ge=0.0, description="subtracted from the score of a response cut at max_new_tokens")
+    ptx_coef: float = Field(0.0, ge=0.0, description="PPO-ptx (InstructGPT): weight of a language-modelling loss "
+                                                      "on ptx_data added to every PPO step; 0: off")
+    ptx_data: str | None = Field(None, description="text rows ({\"text\": ...}) for the ptx term, e.g. the "
+                                                    "pretraining file")
+    ptx_block: int = Field(128, ge=8, description="tokens per ptx sequence (the texts are packed into blocks)")
 
 
 class PPOConfig(RunConfig):
@@ -270,6 +275,8 @@ class PPOConfig(RunConfig):
     def _checks(self) -> PPOConfig:
         if self.ppo.reference == "adapter" and self.model.lora is None:
             raise ValueError("ppo.reference=adapter needs model.lora")
+        if self.ppo.ptx_coef > 0 and self.ppo.ptx_data is None:
+            raise ValueError("ppo.ptx_coef > 0 needs ppo.ptx_data, a file of text rows (e.g. the pretraining data)")
         return self
 
 

@@ -13,7 +13,9 @@ reward model). Each step:
 4. GAE advantages and returns from the critic's values (Schulman et al. 2016), advantages whitened over
    the rollout;
 5. ppo.epochs passes of minibatch steps on PPO-clip (Schulman et al. 2017, eq. 7) plus vf_coef times the
-   clipped value loss, each averaged over response tokens;
+   clipped value loss, each averaged over response tokens; with ppo.ptx_coef > 0 each minibatch step also
+   adds ptx_coef times the mean next-token NLL of a batch of ppo.ptx_data blocks (PPO-ptx, InstructGPT
+   eq. 2's gamma term: it keeps what pretraining taught while the policy chases the reward);
 6. with ppo.kl_target set, the KL coefficient adapts toward the target (Ziegler et al. 2019, sec. 2.2).
 """
 
@@ -67,6 +69,7 @@ def main(cfg: PPOConfig) -> RunResult:
     optimizer = build_optimizer(models, cfg.train)
     kl_control = AdaptiveKL(p.kl_coef, p.kl_target, p.kl_horizon) if p.kl_target else FixedKL(p.kl_coef)
     plan, total_steps = rl.prompt_plan(len(train), cfg)
+    ptx = PtxBatches(p.ptx_data, tokenizer, p.ptx_block, p.minibatch_size, cfg.seed, d.device) if p.ptx_coef else None
     step, state = rl.maybe_resume(run, models, optimizer, plan)
     kl_control.coef = state.get("kl_coef", kl_control.coef)
     bad = rl.BadSteps(run, cfg.train.max_bad_steps)
@@ -97,7 +100,8 @@ def main(cfg: PPOConfig) -> RunResult:
 
             # 5. PPO epochs over minibatches of the rollout.
             started = time.perf_counter()
-            update = train_on(models, optimizer, rollout, old_logps, old_values, advantages, returns, cfg)
+            update = train_on(models, optimizer, rollout, old_logps, old_values, advantages, returns, cfg,
+                              ptx, step)
             bad.record(step, update.pop("stepped") > 0)
             sequence_kl = (kl * rollout.response_mask).sum(-1)  # [N]
             # 6. The coefficient adapts to the KL of this rollout (n = its number of samples).
@@ -141,12 +145,13 @@ def main(cfg: PPOConfig) -> RunResult:
 
 
 def train_on(models, optimizer, rollout: Rollout, old_logps, old_values, advantages, returns,
-             cfg: PPOConfig) -> dict[str, float]:
+             cfg: PPOConfig, ptx: PtxBatches | None = None, step: int = 0) -> dict[str, float]:
     """ppo.epochs passes of minibatch steps; each metric averaged over the optimizer steps."""
     p = cfg.ppo
     policy, value_model = models["policy"], models["value"]
     sums: dict[str, float] = {}
     steps = stepped = 0
+    per_step = p.epochs * -(-len(rollout.texts) // p.minibatch_size)  # minibatch steps per PPO step
     for _ in range(p.epochs):
         for index in minibatches(len(rollout.texts), p.minibatch_size):
             part = rollout.subset(index)
@@ -157,6 +162,10 @@ def train_on(models, optimizer, rollout: Rollout, old_logps, old_values, advanta
             value_loss, value_metrics = value_clip_loss(values, old_values[index], returns[index], mask,
                                                         p.value_clip)
             loss = policy_loss + p.vf_coef * value_loss
+            if ptx is not None:
+                ptx_loss = ptx.loss(policy, step * per_step + steps)  # the n-th minibatch of the run
+                loss = loss + p.ptx_coef * ptx_loss
+                m["ptx/loss"] = float(ptx_loss.detach())
             grad_norm, ok = rl.guarded_step(models, optimizer, loss, cfg.train.max_grad_norm)
             m.update(value_metrics)
             m.update({"policy/loss": float(policy_loss.detach()), "val/loss": float(value_loss.detach()),
@@ -167,6 +176,35 @@ def train_on(models, optimizer, rollout: Rollout, old_logps, old_values, advanta
             for key, value in m.items():
                 sums[key] = sums.get(key, 0.0) + value
     return {**{k: v / steps for k, v in sums.items()}, "stepped": float(stepped)}
+
+
+class PtxBatches:
+    """The PPO-ptx data: text rows packed into blocks, visited in a seeded order. The n-th minibatch of a run
+    always gets the same blocks, so a resumed run mixes in exactly what an uninterrupted one would."""
+
+    def __init__(self, path: str, tokenizer, block: int, batch_size: int, seed: int, device):
+        from alignkit.data.io import read_rows
+        from alignkit.data.tokenize import pack_texts
+
+        self.blocks = pack_texts(read_rows(path), tokenizer, block)
+        self.order = torch.randperm(len(self.blocks), generator=torch.Generator().manual_seed(seed)).tolist()
+        self.batch_size, self.pad_id, self.device = batch_size, tokenizer.pad_token_id, device
+
+    def batch(self, n: int) -> dict[str, torch.Tensor]:
+        from alignkit.data.collate import collate_sft
+
+        start = n * self.batch_size
+        picks = [self.order[(start + i) % len(self.order)] for i in range(self.batch_size)]
+        batch = collate_sft([self.blocks[i] for i in picks], self.pad_id)
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def loss(self, policy, n: int) -> torch.Tensor:
+        """Mean next-token NLL of the n-th batch under the policy."""
+        from alignkit.losses.sft import nll_sum
+        from alignkit.models.forward import next_token_logps
+
+        logps, scored, _ = next_token_logps(policy, self.batch(n))
+        return nll_sum(logps, scored) / scored.sum().clamp(min=1)
 
 
 def shape_scores(raw: torch.Tensor, truncated: torch.Tensor, stats: dict | None,
