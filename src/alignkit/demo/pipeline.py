@@ -20,6 +20,7 @@ from alignkit.pipeline import TOOLS, StageResult, load_pipeline, run_pipeline
 # --quick: the same stages, smaller (dotted overrides per stage, over configs/demo.yaml).
 QUICK = {
     "data": {"scale": 0.5},
+    "pretrain": {"train.epochs": 2.0},
     "sft": {"train.epochs": 1.0},
     "reward": {"train.max_steps": 60},
     "reward_biased": {"train.max_steps": 60},
