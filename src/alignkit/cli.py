@@ -382,8 +382,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's data, models and runs"),
     quick: bool = typer.Option(False, help="a smaller, faster version"),
 ) -> None:
-    """The whole pipeline on the bundled task, offline: data -> tiny model -> pretrain -> SFT -> reward model ->
-    DPO, PPO, GRPO -> gold win rates against SFT, a reward-hacking run, and report.html."""
+    """The whole pipeline on the bundled task, offline (`alignkit pipeline` on configs/demo.yaml): data -> tiny
+    model -> pretrain -> SFT -> reward model -> DPO, PPO, GRPO -> a reward-hacking run -> gold win rates against
+    SFT -> report/report.html. Finished stages are skipped on a rerun."""
     from alignkit.demo.pipeline import run_demo
 
     run_demo(out, quick=quick)
