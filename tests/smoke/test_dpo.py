@@ -20,9 +20,9 @@ def lines(run):
     return [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_dpo_raises_the_margin_on_held_out_pairs(tmp_path, sft_model, world_dir):
-    run = dpo(tmp_path, sft_model, world_dir, "dpo", "train.lr=1e-3", "train.max_steps=60", "train.eval_every=20",
-              "dpo.beta=0.1")
+def test_dpo_raises_the_margin_on_held_out_pairs(tmp_path, behaviour_sft, behaviour_world):
+    run = dpo(tmp_path, behaviour_sft, behaviour_world, "dpo", "train.lr=5e-4", "train.max_steps=60",
+              "train.eval_every=20", "dpo.beta=0.1")
     evals = [x for x in lines(run) if "eval/rewards/margins" in x]
     # at step 0 the policy is the reference, so every implicit reward and the margin are exactly 0
     assert evals[-1]["eval/rewards/margins"] > 0.3, evals
@@ -73,11 +73,11 @@ def test_the_three_layouts_train_alike(tmp_path, sft_model, world_dir):
 
 
 @pytest.mark.parametrize("loss", ["ipo", "conservative", "robust", "hinge", "simpo", "orpo"])
-def test_every_loss_variant_trains(tmp_path, sft_model, world_dir, loss):
+def test_every_loss_variant_trains(tmp_path, behaviour_sft, behaviour_world, loss):
     options = {"conservative": ["dpo.label_smoothing=0.1"], "robust": ["dpo.label_smoothing=0.1"],
                "simpo": ["dpo.gamma=0.5", "dpo.beta=2.0"]}.get(loss, [])
-    run = dpo(tmp_path, sft_model, world_dir, loss, f"dpo.loss={loss}", "train.max_steps=16", "train.lr=1e-3",
-              "train.eval_every=8", *options)
+    run = dpo(tmp_path, behaviour_sft, behaviour_world, loss, f"dpo.loss={loss}", "train.max_steps=16",
+              "train.lr=5e-4", "train.eval_every=8", *options)
     values = [x["loss"] for x in lines(run) if "loss" in x]
     assert len(values) == 16 and all(v == v for v in values)  # finite (NaN != NaN)
     held_out = [x["eval/loss"] for x in lines(run) if "eval/loss" in x]

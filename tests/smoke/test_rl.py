@@ -204,7 +204,7 @@ def test_grpo_with_exact_match_raises_arithmetic_accuracy(tmp_path, arithmetic_s
     run = alignkit.run(
         "grpo", None, "name=arith", f"output_dir={tmp_path}", f"model.path={model}",
         f"data.train={data / 'train.jsonl'}", "grpo.rewards=[{function: exact_match}]", "grpo.group_size=8",
-        "rollout.max_new_tokens=16", "train.batch_size=8", "train.lr=5e-4", "train.max_steps=60",
+        "rollout.max_new_tokens=16", "train.batch_size=8", "train.lr=5e-4", "train.max_steps=100",
         "train.threads=1",
     )
     rewards = [x["reward"] for x in lines(run.path) if "reward" in x]  # training rollouts: ~0.4 -> ~0.6
