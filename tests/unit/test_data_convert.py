@@ -366,7 +366,7 @@ def test_wrong_columns_name_the_file_the_columns_found_and_expected():
     assert str(err.value) == (
         f"{FIXTURES / 'dolly.jsonl'} has columns instruction, context, response, category, but hh-rlhf rows "
         "(two Human/Assistant transcripts) need the columns (chosen, rejected); check that the file is "
-        "hh-rlhf data, or pick the format it is in (hh-rlhf, ultrafeedback, oasst, dolly, ultrachat)"
+        "hh-rlhf data, or pick the format it is in (hh-rlhf, ultrafeedback, oasst, dolly, ultrachat, judge-sft)"
     )
 
 
@@ -464,3 +464,37 @@ def test_convert_file_failing_mid_write_leaves_the_old_output(tmp_path, monkeypa
         convert_file("dolly", FIXTURES / "dolly.jsonl", out)
     assert out.read_text() == "earlier output\n"
     assert [path.name for path in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+# ---- judge-sft: preference rows -> a pairwise judge's training conversations ----
+
+
+def test_judge_sft_teaches_both_orders_and_counts_what_it_leaves_out(tmp_path):
+    from alignkit.rewards.judge import parse_verdict
+
+    source = tmp_path / "prefs.jsonl"
+    write_jsonl(source, [
+        {"prompt": "What is 2 + 2?", "chosen": "4.", "rejected": "5."},
+        {"prompt": "Hi", "chosen": "Hello.", "rejected": " Hello. "},  # the same text: no lesson in it
+        {"prompt": [user("Hi")], "chosen": [assistant("a")], "rejected": [assistant("b")]},
+    ])
+    result = CONVERTERS["judge-sft"](read_rows(source))
+    assert result.kind == "sft" and result.read == 3 and len(result.rows) == 2
+    assert sorted(result.skipped) == ["chosen and rejected are the same text",
+                                      "prompt, chosen and rejected are not all strings (conversational rows "
+                                      "are not supported)"]
+    first, second = (row["messages"] for row in result.rows)
+    assert [m["role"] for m in first] == ["user", "assistant"]  # bare: no system message, no rubric
+    # the chosen response is shown first, then second, and the verdict follows it
+    assert "<response_a>\n4.\n</response_a>" in first[0]["content"] and parse_verdict(first[1]["content"]) == "a"
+    assert "<response_a>\n5.\n</response_a>" in second[0]["content"] and parse_verdict(second[1]["content"]) == "b"
+    out = tmp_path / "judge_sft.jsonl"
+    convert_file("judge-sft", source, out)
+    validate_rows(read_rows(out), ["sft"])
+
+
+def test_judge_sft_rejects_rows_that_are_not_preference_pairs(tmp_path):
+    source = tmp_path / "sft.jsonl"
+    write_jsonl(source, [{"prompt": "p", "completion": "c"}])
+    with pytest.raises(AlignkitError, match="judge-sft rows .* need the columns \\(prompt, chosen, rejected\\)"):
+        convert_file("judge-sft", source, tmp_path / "out.jsonl")

@@ -199,6 +199,7 @@ COLUMNS = {
     "prefs": PREFERENCE_COLUMNS,
     "prefs_biased": PREFERENCE_COLUMNS,
     "prefs_eval": ["prompt", "chosen", "rejected", "category", "score_chosen", "score_rejected"],
+    "prefs_gold": ["prompt", "chosen", "rejected", "category", "score_chosen", "score_rejected"],
     "ranked": ["prompt", "responses", "ranking", "category"],
     "unpaired": ["prompt", "completion", "label", "category"],
     "prompts": ["prompt", "category", "answer"],
@@ -219,14 +220,14 @@ def test_every_file_has_its_columns_and_the_manifest_counts_them(built):
 
 
 def test_pairs_and_rankings_are_well_formed(built):
-    for name in ("prefs", "prefs_biased", "prefs_eval"):
+    for name in ("prefs", "prefs_biased", "prefs_eval", "prefs_gold"):
         assert all(row["chosen"] != row["rejected"] for row in read_rows(built[name])), name
     for row in read_rows(built["prefs"]):
         assert row["votes_chosen"] > row["votes_rejected"]
         assert row["votes_chosen"] + row["votes_rejected"] + row["votes_tie"] == len(DEFAULT_PANEL)
     for row in read_rows(built["ranked"]):
         assert sorted(row["ranking"]) == [0, 1, 2, 3] and len(set(row["responses"])) == 4
-    for row in read_rows(built["prefs_eval"]):
+    for row in [*read_rows(built["prefs_eval"]), *read_rows(built["prefs_gold"])]:
         assert row["score_chosen"] > row["score_rejected"]
 
 
@@ -242,7 +243,7 @@ def test_stepwise_labels_mark_the_first_wrong_step_onward(built, world):
 
 def test_eval_prompts_never_reach_training_files(built, world):
     eval_files = ("sft_eval", "prefs_eval", "prompts_eval")
-    train_files = ("sft", "prefs", "prefs_biased", "ranked", "unpaired", "prompts", "stepwise")
+    train_files = ("sft", "prefs", "prefs_biased", "prefs_gold", "ranked", "unpaired", "prompts", "stepwise")
     eval_prompts = {row["prompt"] for name in eval_files for row in read_rows(built[name])}
     assert len(eval_prompts) >= 40
     assert all(world.split_of(prompt) == "eval" for prompt in eval_prompts)

@@ -1,4 +1,5 @@
-"""Public datasets -> our rows: HH-RLHF, UltraFeedback, OpenAssistant, Dolly and UltraChat.
+"""Public datasets -> our rows: HH-RLHF, UltraFeedback, OpenAssistant, Dolly and UltraChat; and our own
+preference rows -> training conversations for a generative judge (judge-sft).
 
 Each converter is a function `Rows -> ConvertResult`, registered in CONVERTERS under the name that
 `alignkit convert FORMAT IN OUT` takes. A converter never drops anything silently: every input row (or part of
@@ -450,12 +451,42 @@ def _ultrachat_row(row: dict) -> dict:
     return {"messages": [{"role": ULTRACHAT_ROLES[i % 2], "content": turn} for i, turn in enumerate(turns)]}
 
 
+# ---- preference rows -> a generative judge's SFT rows ----
+
+
+def judge_sft(rows: Rows) -> ConvertResult:
+    """Preference rows (string prompt, chosen, rejected) -> sft `messages` rows that teach a model to be a
+    pairwise judge (rewards/judge.py): each pair becomes two conversations, the chosen response shown first
+    (answer `Verdict: A`) and second (`Verdict: B`), so the judge learns no position preference. The prompt is
+    the judge's bare task (no system message: the rubric is in the labels), which `alignkit judge --judge-bare`
+    and `make_judge(..., bare=True)` ask, so the trained model is asked exactly what it learned from."""
+    from alignkit.rewards.judge import pairwise_messages
+
+    _require_columns(rows, "judge-sft", (("prompt", "chosen", "rejected"),), "prompt, chosen, rejected")
+    out = _Output("sft")
+    for row, where in zip(rows.rows, rows.locations):
+        texts = [row.get(name) for name in ("prompt", "chosen", "rejected")]
+        if not all(isinstance(text, str) for text in texts):
+            out.skip("prompt, chosen and rejected are not all strings (conversational rows are not supported)",
+                     where)
+            continue
+        prompt, chosen, rejected = texts
+        if chosen.strip() == rejected.strip():
+            out.skip("chosen and rejected are the same text", where)
+            continue
+        for first, second, verdict in ((chosen, rejected, "A"), (rejected, chosen, "B")):
+            messages = pairwise_messages(prompt, first, second, bare=True)
+            out.add({"messages": [*messages, {"role": "assistant", "content": f"Verdict: {verdict}"}]}, where)
+    return out.result(len(rows.rows))
+
+
 CONVERTERS: dict[str, Callable[[Rows], ConvertResult]] = {
     "hh-rlhf": hh_rlhf,
     "ultrafeedback": ultrafeedback,
     "oasst": oasst,
     "dolly": dolly,
     "ultrachat": ultrachat,
+    "judge-sft": judge_sft,
 }
 
 

@@ -22,6 +22,7 @@ ROWS_AT_SCALE_1 = {
     "sft_eval": 500,
     "prefs": 4_000,  # prefs_biased labels the same candidate pairs
     "prefs_eval": 500,
+    "prefs_gold": 4_000,  # training pairs labelled by the gold judge: data for a generative judge (RLAIF)
     "ranked": 1_000,
     "unpaired": 4_000,
     "prompts": 2_000,
@@ -169,7 +170,8 @@ def preference_rows(world: World, rng: random.Random, n: int) -> tuple[list[dict
 
 def gold_preference_rows(world: World, rng: random.Random, tasks: list[Task],
                          n: int) -> tuple[list[dict], int]:
-    """Held-out pairs labelled by the gold judge itself: the yardstick for reward-model accuracy."""
+    """Pairs on `tasks` labelled by the gold judge itself, gold ties skipped and counted. On held-out prompts
+    they are the yardstick for reward-model accuracy; on training prompts, a generative judge's lessons."""
     rows, ties = [], 0
     for i in range(n * 20):
         if len(rows) == n:
@@ -257,6 +259,8 @@ def write_demo_data(out_dir, seed: int = 0, scale: float = 1.0) -> dict[str, Pat
     prefs, prefs_biased, pref_stats = preference_rows(world, file_rng(seed, "prefs"), sized("prefs", scale))
     prefs_eval, gold_ties = gold_preference_rows(world, file_rng(seed, "prefs_eval"), eval_tasks,
                                                  sized("prefs_eval", scale))
+    prefs_gold, _ = gold_preference_rows(world, file_rng(seed, "prefs_gold"), train_tasks,
+                                         sized("prefs_gold", scale))
     files = {
         "pretrain": pretrain_rows(world, file_rng(seed, "pretrain"), sized("pretrain", scale)),
         "sft": sft_rows(world, file_rng(seed, "sft"), sized("sft", scale)),
@@ -265,6 +269,7 @@ def write_demo_data(out_dir, seed: int = 0, scale: float = 1.0) -> dict[str, Pat
         "prefs": prefs,
         "prefs_eval": prefs_eval,
         "prefs_biased": prefs_biased,
+        "prefs_gold": prefs_gold,
         "ranked": ranked_rows(world, file_rng(seed, "ranked"), sized("ranked", scale)),
         "unpaired": unpaired_rows(world, file_rng(seed, "unpaired"), sized("unpaired", scale)),
         "prompts": prompt_rows(train_tasks),

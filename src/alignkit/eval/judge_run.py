@@ -2,7 +2,8 @@
 
 The story: read (prompt, a, b) rows (a/b, or chosen/rejected) -> judge each pair both ways round -> count
 verdicts, failures, position bias and ties -> with --against gold, the demo world's gold verdict on every pair
-and the judge's agreement with it -> results JSON (a summary and one row per pair).
+and the judge's agreement with it -> results JSON (a summary and one row per pair). With `prefs_out`, the
+decided pairs also become a preference file (RLAIF: AI-labelled pairs that `alignkit reward` / `dpo` take).
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def world_seed_of(source: str, world_seed: int | None) -> int:
 
 
 def judge_file(judge, source: str, out: str, against: str | None = None, world_seed: int | None = None,
-               limit: int | None = None) -> dict:
-    """Judge every pair in `source`; write the results JSON to `out` and return its summary."""
+               limit: int | None = None, prefs_out: str | None = None) -> dict:
+    """Judge every pair in `source`; write the results JSON to `out` and return its summary.
+
+    `prefs_out`: also write each pair the judge decided as a preference row (chosen = the judge's winner);
+    ties and failed judgments are left out and counted in the summary's `prefs`."""
     from alignkit.data.io import write_json
 
     if against not in (None, "gold"):
@@ -85,5 +89,21 @@ def judge_file(judge, source: str, out: str, against: str | None = None, world_s
              "verdict_forward": result.forward[i], "verdict_swapped": result.backward[i],
              **({} if gold is None else {"gold": gold[i]})}
             for i in range(len(prompts))]
+    if prefs_out is not None:
+        summary["prefs"] = write_judged_prefs(prefs_out, prompts, first, second, result.verdicts)
     write_json(out, {"summary": summary, "pairs": rows})
     return summary
+
+
+def write_judged_prefs(path: str, prompts: list[str], first: list[str], second: list[str],
+                       verdicts: list[str | None]) -> dict:
+    """Preference rows from the decided verdicts, written atomically; the counts of what was left out."""
+    from alignkit.data.io import write_jsonl
+
+    rows = [{"prompt": p, "chosen": a if v == "a" else b, "rejected": b if v == "a" else a}
+            for p, a, b, v in zip(prompts, first, second, verdicts) if v in ("a", "b")]
+    if not rows:
+        raise AlignkitError(f"the judge decided none of the {len(prompts):,} pairs, so {path} was not written")
+    write_jsonl(path, rows)
+    return {"path": str(path), "rows": len(rows), "ties_left_out": sum(v == "tie" for v in verdicts),
+            "failures_left_out": sum(v is None for v in verdicts)}

@@ -72,16 +72,18 @@ def neutralise(text: str) -> str:
     return TAG.sub(r"&lt;\1", text)
 
 
-def pairwise_messages(prompt: str, a: str, b: str, rubric: str = DEFAULT_RUBRIC) -> list[dict]:
-    return [{"role": "system", "content": SYSTEM.format(rubric=rubric)},
-            {"role": "user", "content": PAIRWISE_TASK.format(prompt=neutralise(prompt), a=neutralise(a),
-                                                             b=neutralise(b))}]
+def pairwise_messages(prompt: str, a: str, b: str, rubric: str = DEFAULT_RUBRIC, bare: bool = False) -> list[dict]:
+    """The judge's conversation. `bare`: the task alone, no system message (a judge trained on labelled pairs
+    learned its rubric from the labels, and a small one pays for every prompt token)."""
+    task = {"role": "user", "content": PAIRWISE_TASK.format(prompt=neutralise(prompt), a=neutralise(a),
+                                                            b=neutralise(b))}
+    return [task] if bare else [{"role": "system", "content": SYSTEM.format(rubric=rubric)}, task]
 
 
-def pointwise_messages(prompt: str, response: str, rubric: str = DEFAULT_RUBRIC) -> list[dict]:
-    return [{"role": "system", "content": SYSTEM.format(rubric=rubric)},
-            {"role": "user", "content": POINTWISE_TASK.format(prompt=neutralise(prompt),
-                                                              response=neutralise(response))}]
+def pointwise_messages(prompt: str, response: str, rubric: str = DEFAULT_RUBRIC, bare: bool = False) -> list[dict]:
+    task = {"role": "user", "content": POINTWISE_TASK.format(prompt=neutralise(prompt),
+                                                             response=neutralise(response))}
+    return [task] if bare else [{"role": "system", "content": SYSTEM.format(rubric=rubric)}, task]
 
 
 def _final_line(text: str, any_line: re.Pattern, exact: re.Pattern) -> re.Match | None:
@@ -156,6 +158,7 @@ class LLMJudge:
     parse_retries: int = 2  # an unparseable answer is asked again this many times (seed + 1, + 2, ...)
     # A retry samples at least this warm: a greedy judge would only repeat the answer it could not parse.
     retry_temperature: float = 0.7
+    bare: bool = False  # ask without the system message and rubric (a trained judge: convert judge-sft)
     counts: JudgeCounts = field(default_factory=JudgeCounts)
 
     @property
@@ -199,8 +202,8 @@ class LLMJudge:
             raise AlignkitError(f"judge: {n} prompts but {len(first)} first and {len(second)} second "
                                 "responses")
         pairs = list(zip(prompts, first, second))
-        conversations = ([pairwise_messages(p, a, b, self.rubric) for p, a, b in pairs]
-                         + [pairwise_messages(p, b, a, self.rubric) for p, a, b in pairs])
+        conversations = ([pairwise_messages(p, a, b, self.rubric, self.bare) for p, a, b in pairs]
+                         + [pairwise_messages(p, b, a, self.rubric, self.bare) for p, a, b in pairs])
         verdicts = self.ask(conversations, parse_verdict)
         forward, backward = verdicts[:n], verdicts[n:]
         both = [i for i in range(n) if forward[i] is not None and backward[i] is not None]
@@ -212,7 +215,8 @@ class LLMJudge:
 
     def pointwise(self, prompts: list[str], responses: list[str]) -> list[int | None]:
         """A 1-10 score per (prompt, response); None where the judge never answered in format."""
-        conversations = [pointwise_messages(p, r, self.rubric) for p, r in zip(prompts, responses, strict=True)]
+        conversations = [pointwise_messages(p, r, self.rubric, self.bare)
+                         for p, r in zip(prompts, responses, strict=True)]
         return self.ask(conversations, parse_score)
 
     def reward(self, prompts: list[str], completions: list[str], **columns) -> list[float | None]:
@@ -235,9 +239,12 @@ class LLMJudge:
 def make_judge(model: str, url: str | None = None, api_key_env: str | None = None, cache: str | None = None,
                rubric: str | None = None, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                parse_retries: int = 2, timeout_s: float = 60.0, max_retries: int = 4, backoff_s: float = 1.0,
-               concurrency: int = 4, batch_size: int = 16) -> LLMJudge:
+               concurrency: int = 4, batch_size: int = 16, bare: bool = False) -> LLMJudge:
     """A judge over `url`'s OpenAI-compatible endpoint serving `model`, or, without a url, over the local
-    causal-LM folder `model`. `rubric` replaces DEFAULT_RUBRIC; `cache` is a folder of cached answers."""
+    causal-LM folder `model`. `rubric` replaces DEFAULT_RUBRIC; `cache` is a folder of cached answers; `bare`
+    asks the task alone, as a judge trained with `alignkit convert judge-sft` data learned it."""
+    if bare and rubric is not None:
+        raise AlignkitError("judge: a bare judge is asked without a rubric; drop --judge-rubric or --judge-bare")
     if url is not None:
         backend = EndpointBackend(url, model, api_key_env, timeout_s, max_retries, backoff_s, concurrency)
     else:
@@ -247,4 +254,4 @@ def make_judge(model: str, url: str | None = None, api_key_env: str | None = Non
     if cache is not None:
         backend = CachedBackend(backend, cache)
     sampling = Sampling(max_tokens, temperature, 1.0, seed)
-    return LLMJudge(backend, rubric or DEFAULT_RUBRIC, sampling, parse_retries)
+    return LLMJudge(backend, rubric or DEFAULT_RUBRIC, sampling, parse_retries, bare=bare)
