@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-RECIPES = ("pretrain", "sft", "reward", "dpo", "kto", "ppo", "grpo", "prm")
+RECIPES = ("pretrain", "sft", "reward", "dpo", "kto", "ppo", "grpo", "prm", "cai")
 
 
 def run(recipe: str, config: str | Path | None = None, *overrides: str, **settings: Any) -> RunResult:

@@ -343,13 +343,100 @@ class GRPOConfig(RunConfig):
         return self
 
 
-CONFIGS: dict[str, type[RunConfig]] = {
+class CAIModelSettings(Section):
+    """The policy whose answers are critiqued and compared; cai samples it and never trains it."""
+
+    path: str = Field(description="a local causal-LM folder with a chat template (e.g. runs/sft/final)")
+    batch_size: int = Field(16, ge=1, description="conversations sampled together by each local model")
+
+
+class CAIDataSettings(Section):
+    prompts: str = Field(description="prompt rows, as `alignkit ppo` / `grpo` read them (any other columns "
+                                     "are ignored)")
+    limit: int | None = Field(None, ge=1, description="the first `limit` prompts only; null: all")
+    max_prompt_length: int = Field(256, ge=1, description="tokens per prompt, chat template included")
+    truncation: Literal["error", "drop"] = Field(
+        "error", description="prompts over max_prompt_length: error out, or leave them out (counted)")
+
+
+class CAISamplingSettings(Section):
+    """How the policy samples its responses (the ones critiqued, and the pairs the judge compares)."""
+
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(1.0, ge=0.0, description="0 is greedy; the prefs phase needs > 0")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class FeedbackModelSettings(Section):
+    """A model giving feedback: the policy itself, another local folder, or an OpenAI-compatible endpoint."""
+
+    model: str | None = Field(None, description="null: the policy (model.path); else a local folder, or with "
+                                                "`url` the endpoint's model name")
+    url: str | None = Field(None, description="an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1)")
+    api_key_env: str | None = Field(None, description="the environment variable holding the API key")
+    cache: str | None = Field(None, description="a folder of cached answers: a rerun asks nothing twice")
+    max_tokens: int = Field(256, ge=1, description="longest answer, in tokens")
+    temperature: float = Field(0.0, ge=0.0, description="0 is greedy")
+    timeout_s: float = Field(60.0, gt=0, description="endpoint only: seconds per request")
+    max_retries: int = Field(4, ge=0, description="endpoint only: retries after a timeout, 429 or 5xx")
+    concurrency: int = Field(4, ge=1, description="endpoint only: requests in flight at once")
+
+    @model_validator(mode="after")
+    def _endpoint_needs_a_name(self) -> FeedbackModelSettings:
+        if self.url is not None and self.model is None:
+            raise ValueError("an endpoint (url) needs `model`, the model name it serves")
+        if self.api_key_env is not None and self.url is None:
+            raise ValueError("api_key_env is for an endpoint: set url too, or drop it")
+        return self
+
+
+class JudgeSettings(FeedbackModelSettings):
+    parse_retries: int = Field(2, ge=0, description="asks again after an answer without a `Verdict:` line")
+
+
+class CAISettings(Section):
+    phase: Literal["sft", "prefs", "both"] = Field(
+        "both", description="sft: critique -> revise -> sft.jsonl; prefs: AI-labelled pairs -> prefs.jsonl")
+    constitution: str | None = Field(None, description="a YAML / JSON file of principles; null: the default")
+    rounds: int = Field(1, ge=1, description="sft phase: critique-revise rounds per prompt")
+    principles_per_pair: int = Field(1, ge=1, description="prefs phase: principles (judgments) per pair, "
+                                                          "majority vote; odd numbers avoid ties")
+    resample_tries: int = Field(3, ge=0, description="prefs phase: new pairs sampled for a prompt whose two "
+                                                     "responses are identical or empty, before it is skipped")
+
+
+class CAIConfig(Section):
+    """`alignkit cai`: Constitutional AI data (Bai et al. 2022). It samples models and trains none, so it has
+    no train section."""
+
+    recipe: str | None = Field(None, description="the command this file is for; `alignkit validate` reads it")
+    name: str = Field(description="run folder name under output_dir")
+    output_dir: str = "runs"
+    seed: int = Field(0, description="principle draws and sampling seeds")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    model: CAIModelSettings
+    data: CAIDataSettings
+    sampling: CAISamplingSettings = Field(default_factory=CAISamplingSettings)
+    critic: FeedbackModelSettings = Field(default_factory=FeedbackModelSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    cai: CAISettings = Field(default_factory=CAISettings)
+
+    @model_validator(mode="after")
+    def _pairs_need_sampling(self) -> CAIConfig:
+        if self.cai.phase != "sft" and self.sampling.temperature == 0:
+            raise ValueError(f"cai.phase={self.cai.phase} compares two responses per prompt, which greedy "
+                             "sampling makes identical: set sampling.temperature > 0")
+        return self
+
+
+CONFIGS: dict[str, type[RunConfig] | type[CAIConfig]] = {
     "pretrain": PretrainConfig, "sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig,
-    "ppo": PPOConfig, "grpo": GRPOConfig, "prm": PRMConfig,
+    "ppo": PPOConfig, "grpo": GRPOConfig, "prm": PRMConfig, "cai": CAIConfig,
 }
 
 
-def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (), **kwargs: Any) -> RunConfig:
+def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (),
+                **kwargs: Any) -> RunConfig | CAIConfig:
     """Read YAML (if given), apply `a.b=value` overrides and keyword overrides, and validate."""
     if recipe not in CONFIGS:
         raise AlignkitError(f"unknown recipe {recipe!r}; choose one of: {', '.join(CONFIGS)}")
@@ -378,7 +465,7 @@ def recipe_of(path: str | Path) -> str:
     return recipe
 
 
-def validate_config(cls: type[RunConfig], raw: dict, source: str) -> RunConfig:
+def validate_config(cls: type[Section], raw: dict, source: str) -> Section:
     try:
         return cls.model_validate(raw)
     except ValidationError as err:

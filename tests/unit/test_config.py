@@ -76,7 +76,8 @@ def test_starters_validate_and_cover_every_key(recipe, tmp_path):
     # every key of every section is written out in the starter, so users see all options
     text = starter_text(recipe)
     sections = [name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), BaseModel)]
-    assert {"model", "data", "train"} <= set(sections)
+    assert {"model", "data"} <= set(sections)
+    assert "train" in sections or recipe == "cai"  # cai samples models and trains none
     for section in sections:
         for key in type(getattr(cfg, section)).model_fields:
             assert f"  {key}:" in text, f"{recipe}.yaml lacks {section}.{key}"
