@@ -88,6 +88,13 @@ def prm(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES, procs
 
 
 @app.command()
+def cai(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) -> None:
+    """Constitutional AI data: critique -> revise rows for sft, and AI-judged preference pairs (RLAIF) for
+    reward / dpo, under the principles of a constitution (cai.phase: sft, prefs or both)."""
+    _train("cai", config, overrides, 1)
+
+
+@app.command()
 def init(
     recipe: str = typer.Argument(..., help="pretrain, sft, reward, ..."),
     directory: Path = typer.Argument(Path("."), help="where to write RECIPE.yaml"),

@@ -14,11 +14,11 @@ overopt, report) with its own settings, where a later stage names an earlier sta
       - {name: eval_ppo, recipe: eval, settings: {policy: "{ppo}", baseline: "{sft}", prompts: data/eval.jsonl}}
 
 Every stage writes into <output_dir>/<name>/<stage>/; `{stage}` is that stage's final/ model folder (for a tool
-stage, its output folder) and `{stage:run}` the stage's run folder itself. A stage whose output is complete is
-skipped, unless `--force` names it (or `--force all`); a failed stage stops the pipeline with its name, and what
-earlier stages produced stays. A stage that was cut off before its end is moved aside (to
-<stage>.incomplete-N) and run again from the start. `alignkit demo` is this runner on the bundled
-configs/demo.yaml.
+stage and for cai, which writes data, its output folder) and `{stage:run}` the stage's run folder itself. A
+stage whose output is complete is skipped, unless `--force` names it (or `--force all`); a failed stage stops
+the pipeline with its name, and what earlier stages produced stays. A stage that was cut off before its end is
+moved aside (to <stage>.incomplete-N) and run again from the start. `alignkit demo` is this runner on the
+bundled configs/demo.yaml.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class StageSpec(Section):
     @classmethod
     def _known_recipe(cls, recipe: str) -> str:
         if recipe not in TOOLS and recipe not in CONFIGS:
-            raise ValueError(f"recipe {recipe!r}: choose one of {', '.join([*CONFIGS, *TOOLS])}")
+            known = dict.fromkeys([*CONFIGS, *TOOLS])  # cai is in both
+            raise ValueError(f"recipe {recipe!r}: choose one of {', '.join(known)}")
         return recipe
 
 
@@ -204,6 +205,11 @@ def run_stage(stage: StageSpec, folder: Path, base: Path, outputs: dict[str, Pat
     if stage.recipe in TOOLS:
         TOOLS[stage.recipe].run(stage, raw, folder)
         return
+    run_recipe(stage, raw, folder)
+
+
+def run_recipe(stage: StageSpec, raw: dict, folder: Path) -> None:
+    """The stage's recipe on its resolved config, with the run folder `folder`."""
     from importlib import import_module
 
     written_for = raw.pop("recipe", stage.recipe)
@@ -275,6 +281,9 @@ class Tool:
 
 
 TOOLS = {
+    # cai is a recipe whose output is data, not a model: {stage} is its run folder ({stage}/sft.jsonl,
+    # {stage}/prefs.jsonl), finished once summary.json is written.
+    "cai": Tool("summary.json", run_recipe),
     "eval": Tool("eval.json", run_eval),
     "demo-data": Tool("manifest.json", run_demo_data),
     "tiny-model": Tool("config.json", run_tiny_model),

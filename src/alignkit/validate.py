@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignkit.config import load_config, recipe_of
+from alignkit.config import ModelSettings, load_config, recipe_of
 
 DATA_KINDS = {"pretrain": ["text"], "sft": ["sft"], "reward": ["preference", "ranked"], "dpo": ["preference", "ranked"],
               "kto": ["unpaired", "preference"], "prm": ["stepwise"],
-              "ppo": ["prompt"], "grpo": ["prompt"]}
+              "ppo": ["prompt"], "grpo": ["prompt"], "cai": ["prompt"]}
+# The data settings that name files; cai reads one file of prompts.
+SPLITS = {"cai": ("prompts",)}
 
 
 def validate_config_and_data(config: Path, overrides: list[str]) -> int:
@@ -21,10 +23,12 @@ def validate_config_and_data(config: Path, overrides: list[str]) -> int:
     recipe = recipe_of(config)
     cfg = load_config(recipe, config, overrides)
     print(f"config {config}: valid for `alignkit {recipe}`")
-    tokenizer = load_tokenizer(cfg.model)
+    # cai's model section names a folder to sample and nothing else
+    tokenizer = load_tokenizer(cfg.model if isinstance(cfg.model, ModelSettings)
+                               else ModelSettings(path=cfg.model.path))
     truncation = getattr(cfg.data, "truncation", "drop")
     problems = 0
-    for split in ("train", "eval"):
+    for split in SPLITS.get(recipe, ("train", "eval")):
         source = getattr(cfg.data, split)
         if source is None:
             continue
