@@ -158,7 +158,10 @@ def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_
         use_cache=True,
         logits_to_keep=1,  # only the last position's logits: the prefill never needs the rest
     )
-    cache = out.past_key_values
+    # transformers 5 renamed the KV cache `past_key_values` -> `cache` (the old name warns, and goes in 5.40):
+    # the prefill's output tells which side of the rename this version is on.
+    cache_name = "cache" if "cache" in out.keys() else "past_key_values"
+    cache = out[cache_name]
     next_logits = out.logits[:, -1].float()  # [n_batch, V]
     next_position = attention_mask.sum(-1, keepdim=True)  # [n_batch, 1]
     can_compact = hasattr(cache, "batch_select_indices")
@@ -194,10 +197,10 @@ def _decode(model, tokenizer, prompt_ids, prompt_mask, settings, generator, pad_
             input_ids=tokens[:, None],
             attention_mask=attention_mask,
             position_ids=next_position,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_name: cache},
         )
-        cache = out.past_key_values
+        cache = out[cache_name]
         next_logits = out.logits[:, -1].float()
         next_position = next_position + 1
     return response_ids[:, :taken], response_mask[:, :taken], logps[:, :taken], stopped
@@ -256,3 +259,4 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
         ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
         mask[i, width - len(row):] = True
     return ids.to(device), mask.to(device)
+
