@@ -12,6 +12,7 @@ and the parse rates, since a judge that rarely answers in format leaves few answ
 
   python benchmarks/judge_injection.py PAIRS --model MODEL_DIR            # a local model folder
   python benchmarks/judge_injection.py PAIRS --model NAME --url URL/v1    # an OpenAI-compatible endpoint
+  python benchmarks/judge_injection.py PAIRS --model JUDGE_DIR --bare     # a judge trained on judge-sft chats
 """
 
 import argparse
@@ -33,17 +34,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--parse-retries", type=int, default=0)
+    parser.add_argument("--bare", action="store_true", help="the task alone, no system text (a trained judge)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    judge = make_judge(args.model, url=args.url, max_tokens=args.max_tokens, parse_retries=args.parse_retries)
+    judge = make_judge(args.model, url=args.url, max_tokens=args.max_tokens, parse_retries=args.parse_retries,
+                       bare=args.bare)
+    ask = lambda p, a, b: pairwise_messages(p, a, b, bare=args.bare)  # noqa: E731
     prompts, chosen, rejected = (x[: args.limit] for x in read_pairs(args.pairs))
     n = len(prompts)
     # order 0: chosen is A, rejected is B; order 1: rejected is A, chosen is B
-    clean = ([pairwise_messages(p, c, r) for p, c, r in zip(prompts, chosen, rejected)]
-             + [pairwise_messages(p, r, c) for p, c, r in zip(prompts, chosen, rejected)])
-    injected = ([pairwise_messages(p, c, r + INJECTION.format(slot="B")) for p, c, r in zip(prompts, chosen, rejected)]
-                + [pairwise_messages(p, r + INJECTION.format(slot="A"), c) for p, c, r in zip(prompts, chosen, rejected)])
+    clean = ([ask(p, c, r) for p, c, r in zip(prompts, chosen, rejected)]
+             + [ask(p, r, c) for p, c, r in zip(prompts, chosen, rejected)])
+    injected = ([ask(p, c, r + INJECTION.format(slot="B")) for p, c, r in zip(prompts, chosen, rejected)]
+                + [ask(p, r + INJECTION.format(slot="A"), c) for p, c, r in zip(prompts, chosen, rejected)])
     clean_v = judge.ask(clean, parse_verdict)
     injected_v = judge.ask(injected, parse_verdict)
     target = ["b"] * n + ["a"] * n  # the slot the injection asked for

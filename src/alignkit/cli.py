@@ -25,6 +25,8 @@ JUDGE_KEY = typer.Option(None, "--judge-api-key-env", help="name of the environm
 JUDGE_CACHE = typer.Option(None, "--judge-cache", help="folder of cached judge answers (reruns ask nothing twice)")
 JUDGE_RUBRIC = typer.Option(None, "--judge-rubric", help="a text file replacing the default rubric "
                             "(helpful, honest, harmless)")
+JUDGE_BARE = typer.Option(False, "--judge-bare", help="ask the task alone, no system message or rubric: for a "
+                          "judge trained on `alignkit convert judge-sft` data")
 PROCS = typer.Option(1, "--procs", min=1, help="data-parallel processes on this machine (runs torchrun for you)")
 
 
@@ -117,7 +119,8 @@ def validate(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) 
 
 @app.command()
 def convert(
-    format: str = typer.Argument(..., help="hh-rlhf, ultrafeedback, oasst, dolly or ultrachat"),
+    format: str = typer.Argument(..., help="hh-rlhf, ultrafeedback, oasst, dolly, ultrachat; or judge-sft "
+                                                 "(our preference rows -> a pairwise judge's training chats)"),
     source: Path = typer.Argument(..., help="the dataset in its original format (JSONL, Parquet, CSV, folder)"),
     out: Path = typer.Argument(..., help="output JSONL in alignkit's (TRL-compatible) rows"),
 ) -> None:
@@ -240,6 +243,7 @@ def eval_cmd(
     judge_api_key_env: Optional[str] = JUDGE_KEY,
     judge_cache: Optional[Path] = JUDGE_CACHE,
     judge_rubric: Optional[Path] = JUDGE_RUBRIC,
+    judge_bare: bool = JUDGE_BARE,
     reward_model: Optional[str] = typer.Option(None, help="a reward model folder: judges with --judge "
                                                           "reward-model; otherwise adds mean reward"),
     reference: Optional[str] = typer.Option(None, help="a model folder to measure KL(policy || reference) against"),
@@ -262,7 +266,7 @@ def eval_cmd(
     if judge == "llm":
         if judge_model is None:
             raise AlignkitError("eval: --judge llm needs --judge-model (a model folder, or a name with --judge-url)")
-        llm = _make_judge(judge_model, judge_url, judge_api_key_env, judge_cache, judge_rubric)
+        llm = _make_judge(judge_model, judge_url, judge_api_key_env, judge_cache, judge_rubric, bare=judge_bare)
     evaluate(EvalSettings(
         policy=policy, prompts=str(prompts), out=str(out), baseline=baseline, baseline_column=baseline_column,
         judge=judge, reward_model=reward_model, reference=reference, world_seed=world_seed, n=n,
@@ -294,7 +298,10 @@ def judge(
     judge_api_key_env: Optional[str] = JUDGE_KEY,
     judge_cache: Optional[Path] = JUDGE_CACHE,
     judge_rubric: Optional[Path] = JUDGE_RUBRIC,
+    judge_bare: bool = JUDGE_BARE,
     limit: Optional[int] = typer.Option(None, help="the first LIMIT pairs only"),
+    prefs_out: Optional[Path] = typer.Option(None, help="also write the decided pairs as preference rows "
+                                                        "(RLAIF labels for alignkit reward / dpo)"),
     max_tokens: int = typer.Option(256, help="longest judge answer, in tokens"),
     temperature: float = typer.Option(0.0, help="0 is greedy"),
     parse_retries: int = typer.Option(2, help="asks again after an answer without a verdict line"),
@@ -306,10 +313,12 @@ def judge(
     --against gold its agreement with the demo world's gold judge."""
     from alignkit.eval.judge_run import judge_file
 
-    llm = _make_judge(model, judge_url, judge_api_key_env, judge_cache, judge_rubric, max_tokens=max_tokens,
+    llm = _make_judge(model, judge_url, judge_api_key_env, judge_cache, judge_rubric, bare=judge_bare,
+                      max_tokens=max_tokens,
                       temperature=temperature, parse_retries=parse_retries, timeout_s=timeout,
                       max_retries=max_retries, concurrency=concurrency)
-    s = judge_file(llm, str(pairs), str(out), against, world_seed, limit)
+    s = judge_file(llm, str(pairs), str(out), against, world_seed, limit,
+                   None if prefs_out is None else str(prefs_out))
     rate = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     print(f"{s['judge']}: {s['judged']:,} of {s['pairs']:,} pairs judged ({s['failures']['unparsed']:,} answers "
           f"never parsed, {s['failures']['request_failed']:,} requests failed); position bias "
@@ -317,6 +326,10 @@ def judge(
     if "gold" in s:
         print(f"agreement with gold: {rate(s['gold']['agreement'])} of judged pairs, "
               f"{rate(s['gold']['agreement_on_all_pairs'])} of all pairs")
+    if "prefs" in s:
+        p = s["prefs"]
+        print(f"preference rows: {p['rows']:,} -> {p['path']} ({p['ties_left_out']:,} ties and "
+              f"{p['failures_left_out']:,} failed judgments left out)")
     print(f"results: {out}")
 
 
@@ -388,13 +401,16 @@ def demo_data(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's data, models and runs"),
     quick: bool = typer.Option(False, help="a smaller, faster version"),
+    rlaif: bool = typer.Option(False, help="also RLAIF (configs/demo_rlaif.yaml): a judge trained on gold-labelled "
+                                           "pairs relabels the human-labelled ones, DPO learns from its labels; the "
+                                           "report is then report_rlaif/report.html"),
 ) -> None:
     """The whole pipeline on the bundled task, offline (`alignkit pipeline` on configs/demo.yaml): data -> tiny
     model -> pretrain -> SFT -> reward model -> DPO, PPO, GRPO -> a reward-hacking run -> gold win rates against
     SFT -> report/report.html. Finished stages are skipped on a rerun."""
     from alignkit.demo.pipeline import run_demo
 
-    run_demo(out, quick=quick)
+    run_demo(out, quick=quick, rlaif=rlaif)
 
 
 from alignkit.annotate.cli import app as annotate_app  # noqa: E402 - typer only; the app loads on use

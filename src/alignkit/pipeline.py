@@ -1,5 +1,5 @@
-"""`alignkit pipeline CONFIG`: run named stages in order, each a recipe (or a tool: eval, demo-data, tiny-model,
-overopt, report) with its own settings, where a later stage names an earlier stage's output as `{stage_name}`.
+"""`alignkit pipeline CONFIG`: run named stages in order, each a recipe (or a tool: eval, judge, convert,
+demo-data, tiny-model, overopt, report) with its own settings, where a later stage names an earlier stage's output as `{stage_name}`.
 
     name: hh
     output_dir: runs
@@ -249,6 +249,21 @@ def run_eval(stage: StageSpec, settings: dict, folder: Path) -> None:
     evaluate(call_with(stage, EvalSettings, settings, out=str(folder)))
 
 
+def run_judge(stage: StageSpec, settings: dict, folder: Path) -> None:
+    from alignkit.eval.judge_run import judge_stage
+
+    summary = call_with(stage, judge_stage, settings, out_dir=folder)
+    gold = summary.get("gold", {}).get("agreement")
+    print(f"[pipeline] {stage.name}: {summary['judged']:,} of {summary['pairs']:,} pairs judged"
+          + ("" if gold is None else f", agreement with gold {gold:.1%}"))
+
+
+def run_convert(stage: StageSpec, settings: dict, folder: Path) -> None:
+    from alignkit.data.convert import convert_stage
+
+    call_with(stage, convert_stage, settings, out_dir=folder)
+
+
 def run_demo_data(stage: StageSpec, settings: dict, folder: Path) -> None:
     from alignkit.demo.build import write_demo_data
 
@@ -285,6 +300,9 @@ TOOLS = {
     # {stage}/prefs.jsonl), finished once summary.json is written.
     "cai": Tool("summary.json", run_recipe),
     "eval": Tool("eval.json", run_eval),
+    # {stage}/judge.json, and {stage}/prefs.jsonl with write_prefs: true (AI-labelled pairs)
+    "judge": Tool("judge.json", run_judge),
+    "convert": Tool("convert.json", run_convert),  # {stage}/data.jsonl
     "demo-data": Tool("manifest.json", run_demo_data),
     "tiny-model": Tool("config.json", run_tiny_model),
     "overopt": Tool("overoptimization.json", run_overopt),

@@ -19,6 +19,10 @@ TINY = {  # dotted overrides per stage of configs/demo.yaml
     "overopt": {"limit": 30},
     "eval_dpo": EVAL, "eval_ppo": EVAL, "eval_grpo": EVAL,
 }
+# A 100k-parameter judge answers "Verdict: A" to everything, so every pair reconciles to a tie; sampling its
+# answers (temperature 1) decides some pairs at random: noise labels, enough to run the stages after it.
+RLAIF = {"judge": {"train.max_steps": 150, "train.lr": 3.0e-3, "data.max_length": 448},  # a 512-token vocabulary: longer chats
+         "ai_labels": {"temperature": 1.0}, "dpo_ai": {"train.epochs": 0.2}, "eval_dpo_ai": EVAL}
 
 
 def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
@@ -44,8 +48,19 @@ def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
     stages = {s["name"] for s in results["stages"]}
     assert stages == {"data", "tiny-model", "pretrain", "sft", "reward", *METHODS, "reward_biased", "ppo_hacking",
                       "overopt", *(f"eval_{m}" for m in METHODS), "report"}
-    # a rerun skips every finished stage
+    # a rerun skips every finished stage; with --rlaif it runs only the RLAIF stages
     run_demo(out, overrides=TINY, threads=1)
     again = json.loads((out / "results.json").read_text())
     assert all(stage["skipped"] for stage in again["stages"])
     assert again["win_rates_vs_sft"] == results["win_rates_vs_sft"]
+
+    run_demo(out, overrides={**TINY, **RLAIF}, threads=1, rlaif=True)
+    rlaif = json.loads((out / "results.json").read_text())
+    ran = [s["name"] for s in rlaif["stages"] if not s["skipped"]]
+    assert ran == ["judge_data", "judge", "judge_vs_gold", "ai_labels", "dpo_ai", "eval_dpo_ai", "report_rlaif"]
+    assert rlaif["win_rates_vs_sft"]["dpo"] == results["win_rates_vs_sft"]["dpo"]
+    assert "dpo_ai" in rlaif["win_rates_vs_sft"] and "dpo_ai" in rlaif["models"]
+    feedback = rlaif["ai_feedback"]
+    assert 0 <= feedback["judge_gold_agreement"] <= 1 and 0 < feedback["ai_label_rows"] <= feedback["ai_label_pairs"]
+    assert "AI feedback" in (out / "summary.md").read_text()
+    assert "dpo_ai" in (out / "report_rlaif" / "report.html").read_text()

@@ -71,12 +71,23 @@ def test_tool_stages_inline_settings_and_run_references(tmp_path):
             "policy": "{sft}", "baseline": "{tiny}", "prompts": "{data}/prompts_eval.jsonl", "limit": 4,
             "max_new_tokens": 8}},
         {"name": "report", "recipe": "report", "settings": {"paths": ["{sft:run}", "{eval_sft}"]}},
+        # a judge's training chats from gold-labelled pairs; a (hopeless) judge measured against gold
+        {"name": "judge_data", "recipe": "convert",
+         "settings": {"format": "judge-sft", "source": "{data}/prefs_gold.jsonl"}},
+        {"name": "judge", "recipe": "judge", "settings": {
+            "pairs": "{data}/prefs_eval.jsonl", "model": "{sft}", "bare": True, "against": "gold", "limit": 3,
+            "max_tokens": 4, "parse_retries": 0}},
     ]
     path = write(tmp_path, stages)
     results = run_pipeline(path, overrides={"sft": {"train.max_steps": 3}})
     root = tmp_path / "runs" / "p"
     assert [r.output for r in results] == [root / "data", root / "tiny", root / "sft" / "final",
-                                           root / "eval_sft", root / "report"]
+                                           root / "eval_sft", root / "report", root / "judge_data", root / "judge"]
+    converted = json.loads((root / "judge_data" / "convert.json").read_text())
+    gold_pairs = len((root / "data" / "prefs_gold.jsonl").read_text().splitlines())
+    assert converted["rows"] == 2 * gold_pairs == len((root / "judge_data" / "data.jsonl").read_text().splitlines())
+    judged = json.loads((root / "judge" / "judge.json").read_text())["summary"]
+    assert judged["pairs"] == 3 and judged["failures"]["questions"] == 6 and "gold" in judged
     assert (root / "data" / "manifest.json").is_file() and (root / "tiny" / "config.json").is_file()
     steps = [json.loads(line)["step"] for line in (root / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 3  # the override won over the inline max_steps: 2
@@ -90,6 +101,15 @@ def test_a_tool_stage_names_its_settings(tmp_path):
         run_pipeline(path)
     with pytest.raises(AlignkitError, match="overrides for nope: no such stage"):
         run_pipeline(path, overrides={"nope": {"x": 1}})
+
+
+def test_the_rlaif_demo_pipeline_is_the_demo_plus_its_stages(tmp_path):
+    from alignkit.demo.pipeline import QUICK_RLAIF, bundled_config, rlaif_config
+
+    demo = [s.name for s in load_pipeline(bundled_config()).stages]
+    names = [s.name for s in load_pipeline(rlaif_config(tmp_path)).stages]
+    assert names[: len(demo) - 1] == [n for n in demo if n != "report"] and names[-1] == "report_rlaif"
+    assert set(QUICK_RLAIF) <= set(names) and {"judge", "ai_labels", "dpo_ai", "eval_dpo_ai"} <= set(names)
 
 
 def test_the_bundled_demo_pipeline_is_valid():

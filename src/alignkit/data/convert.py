@@ -95,6 +95,20 @@ def convert_file(fmt: str, source: str | Path, out: str | Path) -> ConvertResult
     return result
 
 
+def convert_stage(out_dir: str | Path, format: str, source: str) -> ConvertResult:  # noqa: A002 (the CLI's name)
+    """`alignkit convert` as a pipeline stage: out_dir/data.jsonl, then out_dir/convert.json with the counts
+    (written last: the stage is done once it exists)."""
+    from alignkit.data.io import write_json
+
+    out = Path(out_dir)
+    result = convert_file(format, source, out / "data.jsonl")
+    write_json(out / "convert.json", {"format": format, "source": str(source), "read": result.read,
+                                      "rows": len(result.rows), "kind": result.kind,
+                                      "left_out": {reason: len(where) for reason, where in result.skipped.items()}})
+    print(result.summary())
+    return result
+
+
 # ---- Anthropic HH-RLHF ----
 
 HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")

@@ -31,28 +31,45 @@ QUICK = {
     "overopt": {"limit": 120},
     "eval_dpo": {"limit": 120}, "eval_ppo": {"limit": 120}, "eval_grpo": {"limit": 120},
 }
+QUICK_RLAIF = {"judge": {"train.epochs": 0.5}, "dpo_ai": {"train.epochs": 0.5}, "eval_dpo_ai": {"limit": 120}}
 # The aligned models, each compared with the SFT model by the gold judge at the end.
 METHODS = ("dpo", "ppo", "grpo")
 
 
-def bundled_config() -> Path:
-    return Path(str(resources.files("alignkit") / "configs" / "demo.yaml"))
+def bundled_config(name: str = "demo") -> Path:
+    return Path(str(resources.files("alignkit") / "configs" / f"{name}.yaml"))
+
+
+def rlaif_config(out: Path) -> Path:
+    """configs/demo.yaml with configs/demo_rlaif.yaml's stages after its own (whose report takes the place of
+    demo.yaml's), written to out/demo_rlaif_pipeline.yaml so the run shows what it ran."""
+    import yaml
+
+    from alignkit.data.io import write_text
+
+    demo = yaml.safe_load(bundled_config().read_text(encoding="utf-8"))
+    extra = yaml.safe_load(bundled_config("demo_rlaif").read_text(encoding="utf-8"))
+    demo["stages"] = [s for s in demo["stages"] if s["recipe"] != "report"] + extra["stages"]
+    return write_text(out / "demo_rlaif_pipeline.yaml",
+                      "# written by `alignkit demo --rlaif`: configs/demo.yaml + configs/demo_rlaif.yaml\n"
+                      + yaml.safe_dump(demo, sort_keys=False, width=110))
 
 
 def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None = None,
-             threads: int | None = None) -> dict:
+             threads: int | None = None, rlaif: bool = False) -> dict:
     """Run configs/demo.yaml into `out`; return the results (also written to out/results.json and summary.md).
 
     `overrides` adds dotted overrides per stage, over QUICK when `quick` (the tests run a tiny version);
-    `threads` sets every training stage's torch threads."""
+    `threads` sets every training stage's torch threads; `rlaif` adds configs/demo_rlaif.yaml's stages (a
+    trained judge's labels -> DPO, against DPO on the simulated human labels)."""
     out = Path(out)
-    config = bundled_config()
+    config = rlaif_config(out) if rlaif else bundled_config()
     stage_overrides: dict[str, dict] = defaultdict(dict)
     if threads is not None:
         for stage in load_pipeline(config).stages:
             if stage.recipe not in TOOLS:
                 stage_overrides[stage.name]["train.threads"] = threads
-    for extra in (QUICK if quick else {}, overrides or {}):
+    for extra in (QUICK if quick else {}, QUICK_RLAIF if quick and rlaif else {}, overrides or {}):
         for name, values in extra.items():
             stage_overrides[name].update(values)
     stages = run_pipeline(config, root=out, overrides=dict(stage_overrides))
@@ -60,23 +77,40 @@ def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None =
     eval_settings = json.loads((out / "eval_dpo" / "eval.json").read_text())
     seed = json.loads((out / "data" / "manifest.json").read_text())["seed"]
     prompts = _eval_prompts(out / "data", eval_settings["num_prompts"])
+    methods = (*METHODS, "dpo_ai") if rlaif else METHODS
     models = {"pretrained": out / "pretrain" / "final", "sft": out / "sft" / "final",
-              **{m: out / m / "final" for m in METHODS}}
+              **{m: out / m / "final" for m in methods}}
     results = {name: judge_model(path, prompts, seed) for name, path in models.items()}
-    win_rates = {m: _versus_sft(out / f"eval_{m}") for m in METHODS}
+    win_rates = {m: _versus_sft(out / f"eval_{m}") for m in methods}
     agreement = _last_metric(out / "reward", "eval/accuracy")
     accuracy = _exact_match_before_after(out / "grpo")
+    feedback = _ai_feedback(out) if rlaif else None
 
-    summary = format_summary(results, stages, win_rates, agreement, accuracy)
+    summary = format_summary(results, stages, win_rates, agreement, accuracy, feedback)
     (out / "results.json").write_text(json.dumps(
         {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
-         "grpo_exact_match": accuracy,
+         "grpo_exact_match": accuracy, **({"ai_feedback": feedback} if feedback else {}),
          "stages": [{"name": x.name, "seconds": x.seconds, "skipped": x.skipped} for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
     print("\n" + summary)
     print(f"results: {out / 'results.json'}   summary: {out / 'summary.md'}")
-    print(f"report: {out / 'report' / 'report.html'}  (open it in a browser: plots, win rates, samples side by side)")
+    report = out / ("report_rlaif" if rlaif else "report") / "report.html"
+    print(f"report: {report}  (open it in a browser: plots, win rates, samples side by side)")
     return results
+
+
+def _ai_feedback(out: Path) -> dict:
+    """The trained judge against gold on held-out pairs; its labels of the human-labelled pairs against gold,
+    and the human labels against gold on the same pairs (those both the judge and gold decide)."""
+    judge = json.loads((out / "judge_vs_gold" / "judge.json").read_text())["summary"]
+    labels = json.loads((out / "ai_labels" / "judge.json").read_text())
+    # in the pairs file "a" is the humans' chosen reply: gold == "a" means the humans agree with gold
+    both = [p for p in labels["pairs"] if p["verdict"] in ("a", "b") and p["gold"] in ("a", "b")]
+    return {"judge_gold_agreement": judge["gold"]["agreement"], "judge_position_bias": judge["position_bias_rate"],
+            "judge_tie_rate": judge["tie_rate"], "ai_label_rows": labels["summary"]["prefs"]["rows"],
+            "ai_label_pairs": labels["summary"]["pairs"], "pairs_both_decide": len(both),
+            "ai_label_gold_agreement": sum(p["verdict"] == p["gold"] for p in both) / max(1, len(both)),
+            "human_label_gold_agreement": sum(p["gold"] == "a" for p in both) / max(1, len(both))}
 
 
 def _versus_sft(eval_dir: Path) -> dict:
@@ -135,7 +169,8 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int, bat
 
 
 def format_summary(results: dict, stages: list[StageResult], win_rates: dict | None = None,
-                   reward_agreement: float | None = None, grpo_accuracy: dict | None = None) -> str:
+                   reward_agreement: float | None = None, grpo_accuracy: dict | None = None,
+                   feedback: dict | None = None) -> str:
     """Markdown: each method's gold win rate against SFT, gold scores per category and model, stage timings."""
     names = list(results)
     categories = sorted({c for r in results.values() for c in r["per_category"]})
@@ -152,6 +187,14 @@ def format_summary(results: dict, stages: list[StageResult], win_rates: dict | N
                          f"{kl:.2f} |")
         if reward_agreement is not None:
             lines += ["", f"Reward model: agrees with the gold judge on {reward_agreement:.1%} of held-out pairs."]
+        if feedback is not None:
+            f = feedback
+            lines += ["", f"AI feedback (dpo_ai is DPO on a trained judge's labels, dpo on the simulated humans'): "
+                      f"the judge agrees with gold on {f['judge_gold_agreement']:.1%} of held-out pairs (position "
+                      f"bias {f['judge_position_bias']:.1%}, ties {f['judge_tie_rate']:.1%}) and decided "
+                      f"{f['ai_label_rows']:,} of the {f['ai_label_pairs']:,} human-labelled pairs. On the "
+                      f"{f['pairs_both_decide']:,} that it and gold both decide, its labels agree with gold on "
+                      f"{f['ai_label_gold_agreement']:.1%}, the humans' on {f['human_label_gold_agreement']:.1%}."]
         if grpo_accuracy is not None:
             lines += ["", f"GRPO's own objective, exact-match accuracy of greedy answers to held-out prompts with a "
                       f"verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> {grpo_accuracy['grpo']:.1%}."]
