@@ -392,6 +392,8 @@ class FeedbackModelSettings(Section):
 
 class JudgeSettings(FeedbackModelSettings):
     parse_retries: int = Field(2, ge=0, description="asks again after an answer without a `Verdict:` line")
+    bare: bool = Field(False, description="ask the pair alone, without system text or the principle (a judge "
+                                          "trained on `alignkit convert judge-sft` chats)")
 
 
 class CAISettings(Section):

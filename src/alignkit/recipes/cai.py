@@ -80,7 +80,7 @@ def main(cfg: CAIConfig) -> RunResult:
     if c.phase in ("prefs", "both"):
         backend = feedback_backend(cfg.judge, policy_path, local, cfg.model.batch_size)
         judging = Sampling(cfg.judge.max_tokens, cfg.judge.temperature, 1.0, cfg.seed)
-        judge = LLMJudge(backend, sampling=judging, parse_retries=cfg.judge.parse_retries)
+        judge = LLMJudge(backend, sampling=judging, parse_retries=cfg.judge.parse_retries, bare=cfg.judge.bare)
         print(f"[cai] prefs phase: {len(prompts):,} prompts, {c.principles_per_pair} principle(s) per pair")
         # A stream of its own, so phase=prefs alone draws what phase=both draws.
         rows, counts = label_pairs(prompt_rows, prompts, policy, judge, constitution, c.principles_per_pair,
