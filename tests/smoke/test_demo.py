@@ -21,7 +21,8 @@ TINY = {  # dotted overrides per stage of configs/demo.yaml
 }
 # A 100k-parameter judge answers "Verdict: A" to everything, so every pair reconciles to a tie; sampling its
 # answers (temperature 1) decides some pairs at random: noise labels, enough to run the stages after it.
-RLAIF = {"judge": {"train.max_steps": 150, "train.lr": 3.0e-3, "data.max_length": 448},  # a 512-token vocabulary: longer chats
+RLAIF = {"judge": {"train.max_steps": 80, "train.batch_size": 8, "train.lr": 3.0e-3,
+                   "data.max_length": 448},  # a 512-token vocabulary: longer chats
          "ai_labels": {"temperature": 1.0}, "dpo_ai": {"train.epochs": 0.2}, "eval_dpo_ai": EVAL}
 
 
