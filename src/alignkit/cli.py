@@ -138,12 +138,17 @@ def score(
     ensemble: str = typer.Option("mean", help="mean, min or mean_minus_std (several --model)"),
     k: float = typer.Option(1.0, help="the k of mean_minus_std"),
     max_length: int = typer.Option(1024, help="longest prompt+response in tokens (longer rows are an error)"),
+    reduce: Optional[str] = typer.Option(None, help="a process reward model (prm.json): min (default), product "
+                                                    "or last of its step scores"),
 ) -> None:
-    """Score prompt/response rows with a reward model or an ensemble of them."""
+    """Score prompt/response rows with a reward model or an ensemble of them, or every step of each response
+    with a process reward model."""
     from alignkit.score import score_file
 
-    summary = score_file(model, str(source), str(out), ensemble, k, max_length)
-    print(f"scored {summary['rows']:,} rows: mean {summary['mean']:.4f}, std {summary['std']:.4f} -> {out}")
+    summary = score_file(model, str(source), str(out), ensemble, k, max_length, reduce=reduce)
+    unscored = f" ({summary['unscored']:,} without a step that fits: score null)" if summary.get("unscored") else ""
+    print(f"scored {summary['rows']:,} rows{unscored}: mean {summary['mean']:.4f}, std {summary['std']:.4f} "
+          f"-> {out}")
 
 
 @app.command("best-of-n")

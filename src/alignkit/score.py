@@ -2,7 +2,10 @@
 
 Rows: {"prompt", "completion"} (or "response"), strings or message lists. Each output row is the input row
 plus "score" (and, for an ensemble, "scores": one per member). Ensembles combine members as mean, min or
-mean - k*std (Coste et al. 2023), which penalises responses the members disagree on.
+mean - k*std (Coste et al. 2023), which penalises responses the members disagree on. A process reward model
+(a folder with prm.json, from `alignkit prm`) scores every step instead: "step_scores" holds each step's
+logit and "score" their reduction (min, product or last, as a reward); a response without a step, or whose
+steps do not fit max_length, gets null and is counted.
 """
 
 from __future__ import annotations
@@ -20,12 +23,23 @@ from alignkit.models.heads import load_scalar_model, sequence_rewards
 
 
 def score_file(models: list[str], source: str, out: str, ensemble: str = "mean", k: float = 1.0,
-               max_length: int = 1024, batch_size: int = 16) -> dict:
+               max_length: int = 1024, batch_size: int = 16, reduce: str | None = None) -> dict:
+    from alignkit.rewards.prm import read_prm_info
+
     if ensemble not in ENSEMBLE_MODES:
         raise AlignkitError(f"--ensemble {ensemble!r}: choose one of {', '.join(ENSEMBLE_MODES)}")
+    prms = [path for path in models if read_prm_info(path) is not None]
+    if prms and len(models) > 1:
+        raise AlignkitError(f"{prms[0]} is a process reward model (it has prm.json): score with it alone, not "
+                            "in an ensemble of reward models")
+    if reduce is not None and not prms:
+        raise AlignkitError(f"--reduce {reduce} combines a process reward model's step scores, but "
+                            f"{models[0]} has no prm.json: drop --reduce for a reward model")
     rows = read_rows(source)
     as_sft = Rows(rows.source, [_prompt_completion(r, where) for r, where in zip(rows.rows, rows.locations)],
                   rows.locations)
+    if prms:
+        return _score_steps(prms[0], rows, as_sft, out, reduce or "min", max_length, batch_size)
     per_member = [score_rows(path, as_sft, max_length, batch_size) for path in models]
     members = torch.stack(per_member)  # [N, rows]
     combined = ensemble_score(members, ensemble, k) if len(models) > 1 else members[0]
@@ -34,6 +48,23 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
         for i, row in enumerate(rows.rows)
     ])
     return {"rows": len(rows), "mean": combined.mean().item(), "std": combined.std().item() if len(rows) > 1 else 0.0}
+
+
+def _score_steps(path: str, rows: Rows, as_sft: Rows, out: str, reduce: str, max_length: int,
+                 batch_size: int) -> dict:
+    """A process reward model over the rows: each step's logit and their reduction; null where unscorable."""
+    from alignkit.rewards.prm import REDUCTIONS, ProcessReward
+
+    prm = ProcessReward(path, reduce, batch_size=batch_size, max_length=max_length)
+    prompts = [row["prompt"] for row in as_sft.rows]
+    steps = prm.step_logits(prompts, [row["completion"] for row in as_sft.rows])
+    scores = [None if logits is None else REDUCTIONS[reduce](logits) for logits in steps]
+    write_jsonl(out, [{**row, "score": score, "step_scores": logits}
+                      for row, score, logits in zip(rows.rows, scores, steps)])
+    scored = torch.tensor([x for x in scores if x is not None])
+    return {"rows": len(rows), "unscored": len(scores) - len(scored),
+            "mean": scored.mean().item() if len(scored) else float("nan"),
+            "std": scored.std().item() if len(scored) > 1 else 0.0}
 
 
 def score_rows(model_path: str, rows: Rows, max_length: int = 1024, batch_size: int = 16) -> torch.Tensor:

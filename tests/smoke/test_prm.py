@@ -130,3 +130,28 @@ def test_best_of_n_with_a_reward_model(tmp_path, tiny_model, world_dir):
     refused = cli("best-of-n", str(tiny_model), str(prompts), str(out), "--reward", str(rm.path / "final"),
                   "--reduce", "min", check=False)
     assert refused.returncode == 2 and "drop --reduce" in refused.stderr
+
+
+def test_score_reads_a_prm_step_by_step(prm_run, tmp_path):
+    """`alignkit score` with a PRM: every step's logit, their reduction as the score, null without a step."""
+    from alignkit.errors import AlignkitError
+    from alignkit.rewards.prm import reduce_last, reduce_min
+    from alignkit.score import score_file
+
+    prm = str(prm_run[0] / "final")
+    rows = tmp_path / "rows.jsonl"
+    write_jsonl(rows, [
+        {"prompt": "What is 2 + 3 * 4?", "completion": "3 * 4 = 12\n2 + 12 = 14\nThe answer is 14."},
+        {"prompt": "What is 1 + 1?", "completion": "\n \n"},  # no step to score
+    ])
+    summary = score_file([prm], str(rows), str(tmp_path / "min.jsonl"))
+    scored = [json.loads(line) for line in (tmp_path / "min.jsonl").read_text().splitlines()]
+    assert summary["rows"] == 2 and summary["unscored"] == 1
+    steps = scored[0]["step_scores"]
+    assert len(steps) == 3 and scored[0]["score"] == pytest.approx(reduce_min(steps))
+    assert scored[1]["score"] is None and scored[1]["step_scores"] is None
+    score_file([prm], str(rows), str(tmp_path / "last.jsonl"), reduce="last")
+    last = json.loads((tmp_path / "last.jsonl").read_text().splitlines()[0])
+    assert last["step_scores"] == steps and last["score"] == pytest.approx(reduce_last(steps))
+    with pytest.raises(AlignkitError, match="score with it alone"):
+        score_file([prm, prm], str(rows), str(tmp_path / "x.jsonl"))
