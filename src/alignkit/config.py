@@ -534,6 +534,3 @@ def _section_type(annotation: Any) -> Any:
             return arg
     return None
 
-
-def dump_config(cfg: BaseModel) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

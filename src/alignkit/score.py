@@ -30,8 +30,8 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
         raise AlignkitError(f"--ensemble {ensemble!r}: choose one of {', '.join(ENSEMBLE_MODES)}")
     prms = [path for path in models if read_prm_info(path) is not None]
     if prms and len(models) > 1:
-        raise AlignkitError(f"{prms[0]} is a process reward model (it has prm.json): score with it alone, not "
-                            "in an ensemble of reward models")
+        raise AlignkitError(f"{prms[0]} is a process reward model (it has prm.json): score with it alone, "
+                            "not in an ensemble of reward models")
     if reduce is not None and not prms:
         raise AlignkitError(f"--reduce {reduce} combines a process reward model's step scores, but "
                             f"{models[0]} has no prm.json: drop --reduce for a reward model")
@@ -53,12 +53,12 @@ def score_file(models: list[str], source: str, out: str, ensemble: str = "mean",
 def _score_steps(path: str, rows: Rows, as_sft: Rows, out: str, reduce: str, max_length: int,
                  batch_size: int) -> dict:
     """A process reward model over the rows: each step's logit and their reduction; null where unscorable."""
-    from alignkit.rewards.prm import REDUCTIONS, ProcessReward
+    from alignkit.rewards.prm import ProcessReward
 
     prm = ProcessReward(path, reduce, batch_size=batch_size, max_length=max_length)
-    prompts = [row["prompt"] for row in as_sft.rows]
-    steps = prm.step_logits(prompts, [row["completion"] for row in as_sft.rows])
-    scores = [None if logits is None else REDUCTIONS[reduce](logits) for logits in steps]
+    prompts, completions = [row["prompt"] for row in as_sft.rows], [row["completion"] for row in as_sft.rows]
+    steps = prm.step_logits(prompts, completions)
+    scores = [None if logits is None else prm.reduce(logits) for logits in steps]
     write_jsonl(out, [{**row, "score": score, "step_scores": logits}
                       for row, score, logits in zip(rows.rows, scores, steps)])
     scored = torch.tensor([x for x in scores if x is not None])

@@ -23,9 +23,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
-from alignkit.config import CAIConfig, FeedbackModelSettings, dump_config
+from alignkit.config import CAIConfig, FeedbackModelSettings
 from alignkit.data.io import read_rows, write_json, write_jsonl, write_text
 from alignkit.data.schema import as_messages
 from alignkit.data.tokenize import tokenize_prompts
@@ -34,6 +32,7 @@ from alignkit.recipes.common import RunResult
 from alignkit.rewards.constitution import Principle, critique_messages, load_constitution, revision_messages
 from alignkit.rewards.judge import LLMJudge, PairwiseResult
 from alignkit.rewards.judge_backends import CachedBackend, EndpointBackend, LocalBackend, Sampling
+from alignkit.train.run import config_yaml
 
 
 def main(cfg: CAIConfig) -> RunResult:
@@ -54,7 +53,7 @@ def main(cfg: CAIConfig) -> RunResult:
 
     policy = LocalBackend(cfg.model.path, cfg.model.batch_size)
     prompt_rows, prompts, prompt_report = load_prompts(cfg, policy.tokenizer)
-    write_run_config(run_dir, cfg)
+    write_text(run_dir / "config.yaml", config_yaml("cai", cfg))  # as training runs write it
     summary = {"phase": c.phase, "constitution": {"source": c.constitution or "default",
                                                    "principles": [p.name for p in constitution]},
                "prompts": {"read": prompt_report.rows, "kept": len(prompts),
@@ -80,7 +79,8 @@ def main(cfg: CAIConfig) -> RunResult:
     if c.phase in ("prefs", "both"):
         backend = feedback_backend(cfg.judge, policy_path, local, cfg.model.batch_size)
         judging = Sampling(cfg.judge.max_tokens, cfg.judge.temperature, 1.0, cfg.seed)
-        judge = LLMJudge(backend, sampling=judging, parse_retries=cfg.judge.parse_retries, bare=cfg.judge.bare)
+        judge = LLMJudge(backend, sampling=judging, parse_retries=cfg.judge.parse_retries,
+                         bare=cfg.judge.bare)
         print(f"[cai] prefs phase: {len(prompts):,} prompts, {c.principles_per_pair} principle(s) per pair")
         # A stream of its own, so phase=prefs alone draws what phase=both draws.
         rows, counts = label_pairs(prompt_rows, prompts, policy, judge, constitution, c.principles_per_pair,
@@ -266,11 +266,3 @@ def requests_of(backend) -> dict:
     stats = backend.stats.as_dict()
     return {**stats, "cache_hits": backend.hits} if isinstance(backend, CachedBackend) else stats
 
-
-def write_run_config(run_dir: Path, cfg: CAIConfig) -> None:
-    """config.yaml: the resolved config and the versions and commit that ran it, as training runs write it."""
-    from alignkit.train.run import git_commit, package_versions
-
-    meta = {"recipe": "cai", "versions": package_versions(), "git_commit": git_commit()}
-    resolved = yaml.safe_load(dump_config(cfg))
-    write_text(run_dir / "config.yaml", yaml.safe_dump({**resolved, "_meta": meta}, sort_keys=False))

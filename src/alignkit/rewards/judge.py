@@ -72,18 +72,23 @@ def neutralise(text: str) -> str:
     return TAG.sub(r"&lt;\1", text)
 
 
-def pairwise_messages(prompt: str, a: str, b: str, rubric: str = DEFAULT_RUBRIC, bare: bool = False) -> list[dict]:
-    """The judge's conversation. `bare`: the task alone, no system message (a judge trained on labelled pairs
-    learned its rubric from the labels, and a small one pays for every prompt token)."""
-    task = {"role": "user", "content": PAIRWISE_TASK.format(prompt=neutralise(prompt), a=neutralise(a),
-                                                            b=neutralise(b))}
-    return [task] if bare else [{"role": "system", "content": SYSTEM.format(rubric=rubric)}, task]
+def pairwise_messages(prompt: str, a: str, b: str, rubric: str = DEFAULT_RUBRIC,
+                      bare: bool = False) -> list[dict]:
+    task = PAIRWISE_TASK.format(prompt=neutralise(prompt), a=neutralise(a), b=neutralise(b))
+    return _conversation(task, rubric, bare)
 
 
-def pointwise_messages(prompt: str, response: str, rubric: str = DEFAULT_RUBRIC, bare: bool = False) -> list[dict]:
-    task = {"role": "user", "content": POINTWISE_TASK.format(prompt=neutralise(prompt),
-                                                             response=neutralise(response))}
-    return [task] if bare else [{"role": "system", "content": SYSTEM.format(rubric=rubric)}, task]
+def pointwise_messages(prompt: str, response: str, rubric: str = DEFAULT_RUBRIC,
+                       bare: bool = False) -> list[dict]:
+    task = POINTWISE_TASK.format(prompt=neutralise(prompt), response=neutralise(response))
+    return _conversation(task, rubric, bare)
+
+
+def _conversation(task: str, rubric: str, bare: bool) -> list[dict]:
+    """The system text with the rubric, then the task. `bare`: the task alone (a judge trained on labelled
+    pairs learned its rubric from the labels, and a small one pays for every prompt token)."""
+    user = {"role": "user", "content": task}
+    return [user] if bare else [{"role": "system", "content": SYSTEM.format(rubric=rubric)}, user]
 
 
 def _final_line(text: str, any_line: re.Pattern, exact: re.Pattern) -> re.Match | None:
@@ -244,7 +249,8 @@ def make_judge(model: str, url: str | None = None, api_key_env: str | None = Non
     causal-LM folder `model`. `rubric` replaces DEFAULT_RUBRIC; `cache` is a folder of cached answers; `bare`
     asks the task alone, as a judge trained with `alignkit convert judge-sft` data learned it."""
     if bare and rubric is not None:
-        raise AlignkitError("judge: a bare judge is asked without a rubric; drop --judge-rubric or --judge-bare")
+        raise AlignkitError("judge: a bare judge is asked without a rubric; drop --judge-rubric or "
+                            "--judge-bare")
     if url is not None:
         backend = EndpointBackend(url, model, api_key_env, timeout_s, max_retries, backoff_s, concurrency)
     else:

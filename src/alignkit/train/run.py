@@ -38,10 +38,7 @@ class Run:
         if dist.is_main:
             _check_fresh_or_resuming(run_dir, cfg.train.resume)
             run_dir.mkdir(parents=True, exist_ok=True)
-            meta = {"recipe": recipe, "versions": package_versions(), "git_commit": git_commit(),
-                    "python": platform.python_version(), "world_size": dist.world_size}
-            text = yaml.safe_dump({**cfg.model_dump(mode="json"), "_meta": meta}, sort_keys=False)
-            (run_dir / "config.yaml").write_text(text)
+            (run_dir / "config.yaml").write_text(config_yaml(recipe, cfg, world_size=dist.world_size))
         run = cls(dir=run_dir, recipe=recipe, cfg=cfg, dist=dist)
         run.trackers = _open_trackers(cfg, run_dir) if dist.is_main else []
         return run
@@ -65,6 +62,14 @@ class Run:
     def write_json(self, name: str, payload: dict) -> None:
         if self.dist.is_main:
             (self.dir / name).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def config_yaml(recipe: str, cfg, **meta: Any) -> str:
+    """A run's config.yaml: the resolved config, then `_meta` with the recipe, package versions, git commit and
+    Python version (and any `meta` given), so the run says what produced it."""
+    meta = {"recipe": recipe, "versions": package_versions(), "git_commit": git_commit(),
+            "python": platform.python_version(), **meta}
+    return yaml.safe_dump({**cfg.model_dump(mode="json"), "_meta": meta}, sort_keys=False)
 
 
 def _check_fresh_or_resuming(run_dir: Path, resume: bool) -> None:
