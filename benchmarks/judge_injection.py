@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--parse-retries", type=int, default=0)
-    parser.add_argument("--bare", action="store_true", help="the task alone, no system text (a trained judge)")
+    parser.add_argument("--bare", action="store_true", help="the task alone, no system text (trained judge)")
     parser.add_argument("--out")
     args = parser.parse_args()
 

@@ -25,8 +25,8 @@ JUDGE_KEY = typer.Option(None, "--judge-api-key-env", help="name of the environm
 JUDGE_CACHE = typer.Option(None, "--judge-cache", help="folder of cached judge answers (reruns ask nothing twice)")
 JUDGE_RUBRIC = typer.Option(None, "--judge-rubric", help="a text file replacing the default rubric "
                             "(helpful, honest, harmless)")
-JUDGE_BARE = typer.Option(False, "--judge-bare", help="ask the task alone, no system message or rubric: for a "
-                          "judge trained on `alignkit convert judge-sft` data")
+JUDGE_BARE = typer.Option(False, "--judge-bare", help="ask the task alone, no system message or rubric: for "
+                          "a judge trained on `alignkit convert judge-sft` data")
 PROCS = typer.Option(1, "--procs", min=1, help="data-parallel processes on this machine (runs torchrun for you)")
 
 
@@ -120,7 +120,7 @@ def validate(config: Path = CONFIG, overrides: Optional[list[str]] = OVERRIDES) 
 @app.command()
 def convert(
     format: str = typer.Argument(..., help="hh-rlhf, ultrafeedback, oasst, dolly, ultrachat; or judge-sft "
-                                                 "(our preference rows -> a pairwise judge's training chats)"),
+                                           "(our preference rows -> a pairwise judge's training chats)"),
     source: Path = typer.Argument(..., help="the dataset in its original format (JSONL, Parquet, CSV, folder)"),
     out: Path = typer.Argument(..., help="output JSONL in alignkit's (TRL-compatible) rows"),
 ) -> None:
@@ -138,15 +138,16 @@ def score(
     ensemble: str = typer.Option("mean", help="mean, min or mean_minus_std (several --model)"),
     k: float = typer.Option(1.0, help="the k of mean_minus_std"),
     max_length: int = typer.Option(1024, help="longest prompt+response in tokens (longer rows are an error)"),
-    reduce: Optional[str] = typer.Option(None, help="a process reward model (prm.json): min (default), product "
-                                                    "or last of its step scores"),
+    reduce: Optional[str] = typer.Option(None, help="a process reward model (prm.json): min (default), "
+                                                    "product or last of its step scores"),
 ) -> None:
     """Score prompt/response rows with a reward model or an ensemble of them, or every step of each response
     with a process reward model."""
     from alignkit.score import score_file
 
     summary = score_file(model, str(source), str(out), ensemble, k, max_length, reduce=reduce)
-    unscored = f" ({summary['unscored']:,} without a step that fits: score null)" if summary.get("unscored") else ""
+    unscored = summary.get("unscored")
+    unscored = f" ({unscored:,} without a step that fits: score null)" if unscored else ""
     print(f"scored {summary['rows']:,} rows{unscored}: mean {summary['mean']:.4f}, std {summary['std']:.4f} "
           f"-> {out}")
 
@@ -271,7 +272,8 @@ def eval_cmd(
     if judge == "llm":
         if judge_model is None:
             raise AlignkitError("eval: --judge llm needs --judge-model (a model folder, or a name with --judge-url)")
-        llm = _make_judge(judge_model, judge_url, judge_api_key_env, judge_cache, judge_rubric, bare=judge_bare)
+        llm = _make_judge(judge_model, judge_url, judge_api_key_env, judge_cache, judge_rubric,
+                          bare=judge_bare)
     evaluate(EvalSettings(
         policy=policy, prompts=str(prompts), out=str(out), baseline=baseline, baseline_column=baseline_column,
         judge=judge, reward_model=reward_model, reference=reference, world_seed=world_seed, n=n,
@@ -319,9 +321,8 @@ def judge(
     from alignkit.eval.judge_run import judge_file
 
     llm = _make_judge(model, judge_url, judge_api_key_env, judge_cache, judge_rubric, bare=judge_bare,
-                      max_tokens=max_tokens,
-                      temperature=temperature, parse_retries=parse_retries, timeout_s=timeout,
-                      max_retries=max_retries, concurrency=concurrency)
+                      max_tokens=max_tokens, temperature=temperature, parse_retries=parse_retries,
+                      timeout_s=timeout, max_retries=max_retries, concurrency=concurrency)
     s = judge_file(llm, str(pairs), str(out), against, world_seed, limit,
                    None if prefs_out is None else str(prefs_out))
     rate = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
@@ -406,9 +407,9 @@ def demo_data(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's data, models and runs"),
     quick: bool = typer.Option(False, help="a smaller, faster version"),
-    rlaif: bool = typer.Option(False, help="also RLAIF (configs/demo_rlaif.yaml): a judge trained on gold-labelled "
-                                           "pairs relabels the human-labelled ones, DPO learns from its labels; the "
-                                           "report is then report_rlaif/report.html"),
+    rlaif: bool = typer.Option(False, help="also RLAIF (configs/demo_rlaif.yaml): a judge trained on "
+                                           "gold-labelled pairs relabels the human-labelled ones, DPO learns "
+                                           "from its labels; the report is then report_rlaif/report.html"),
 ) -> None:
     """The whole pipeline on the bundled task, offline (`alignkit pipeline` on configs/demo.yaml): data -> tiny
     model -> pretrain -> SFT -> reward model -> DPO, PPO, GRPO -> a reward-hacking run -> gold win rates against

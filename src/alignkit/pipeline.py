@@ -1,5 +1,6 @@
 """`alignkit pipeline CONFIG`: run named stages in order, each a recipe (or a tool: eval, judge, convert,
-demo-data, tiny-model, overopt, report) with its own settings, where a later stage names an earlier stage's output as `{stage_name}`.
+demo-data, tiny-model, overopt, report) with its own settings, where a later stage names an earlier stage's
+output as `{stage_name}`.
 
     name: hh
     output_dir: runs

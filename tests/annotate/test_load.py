@@ -95,9 +95,11 @@ def run_load(tmp_path, database_url: str | None) -> dict:
 
 @pytest.mark.smoke
 def test_twenty_annotators_at_once_on_sqlite(tmp_path):
-    run_load(tmp_path, None)
+    figures = run_load(tmp_path, None)  # run_load asserts every accepted label stored exactly once
+    assert figures["errors"] == 0 and figures["duplicates"] == 0 and figures["labels"] > 0
 
 
 @pytest.mark.smoke
 def test_twenty_annotators_at_once_on_postgresql(tmp_path, postgres_url):
-    run_load(tmp_path, postgres_url)
+    figures = run_load(tmp_path, postgres_url)  # run_load asserts every accepted label stored exactly once
+    assert figures["errors"] == 0 and figures["duplicates"] == 0 and figures["labels"] > 0

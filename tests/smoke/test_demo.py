@@ -58,10 +58,12 @@ def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
     run_demo(out, overrides={**TINY, **RLAIF}, threads=1, rlaif=True)
     rlaif = json.loads((out / "results.json").read_text())
     ran = [s["name"] for s in rlaif["stages"] if not s["skipped"]]
-    assert ran == ["judge_data", "judge", "judge_vs_gold", "ai_labels", "dpo_ai", "eval_dpo_ai", "report_rlaif"]
+    assert ran == ["judge_data", "judge", "judge_vs_gold", "ai_labels", "dpo_ai", "eval_dpo_ai",
+                   "report_rlaif"]
     assert rlaif["win_rates_vs_sft"]["dpo"] == results["win_rates_vs_sft"]["dpo"]
     assert "dpo_ai" in rlaif["win_rates_vs_sft"] and "dpo_ai" in rlaif["models"]
     feedback = rlaif["ai_feedback"]
-    assert 0 <= feedback["judge_gold_agreement"] <= 1 and 0 < feedback["ai_label_rows"] <= feedback["ai_label_pairs"]
+    assert 0 <= feedback["judge_gold_agreement"] <= 1
+    assert 0 < feedback["ai_label_rows"] <= feedback["ai_label_pairs"]
     assert "AI feedback" in (out / "summary.md").read_text()
     assert "dpo_ai" in (out / "report_rlaif" / "report.html").read_text()

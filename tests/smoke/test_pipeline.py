@@ -82,10 +82,12 @@ def test_tool_stages_inline_settings_and_run_references(tmp_path):
     results = run_pipeline(path, overrides={"sft": {"train.max_steps": 3}})
     root = tmp_path / "runs" / "p"
     assert [r.output for r in results] == [root / "data", root / "tiny", root / "sft" / "final",
-                                           root / "eval_sft", root / "report", root / "judge_data", root / "judge"]
+                                           root / "eval_sft", root / "report", root / "judge_data",
+                                           root / "judge"]
     converted = json.loads((root / "judge_data" / "convert.json").read_text())
     gold_pairs = len((root / "data" / "prefs_gold.jsonl").read_text().splitlines())
-    assert converted["rows"] == 2 * gold_pairs == len((root / "judge_data" / "data.jsonl").read_text().splitlines())
+    written = (root / "judge_data" / "data.jsonl").read_text().splitlines()
+    assert converted["rows"] == 2 * gold_pairs == len(written)
     judged = json.loads((root / "judge" / "judge.json").read_text())["summary"]
     assert judged["pairs"] == 3 and judged["failures"]["questions"] == 6 and "gold" in judged
     assert (root / "data" / "manifest.json").is_file() and (root / "tiny" / "config.json").is_file()

@@ -366,7 +366,8 @@ def test_wrong_columns_name_the_file_the_columns_found_and_expected():
     assert str(err.value) == (
         f"{FIXTURES / 'dolly.jsonl'} has columns instruction, context, response, category, but hh-rlhf rows "
         "(two Human/Assistant transcripts) need the columns (chosen, rejected); check that the file is "
-        "hh-rlhf data, or pick the format it is in (hh-rlhf, ultrafeedback, oasst, dolly, ultrachat, judge-sft)"
+        "hh-rlhf data, or pick the format it is in (hh-rlhf, ultrafeedback, oasst, dolly, ultrachat, "
+        "judge-sft)"
     )
 
 
@@ -486,8 +487,10 @@ def test_judge_sft_teaches_both_orders_and_counts_what_it_leaves_out(tmp_path):
     first, second = (row["messages"] for row in result.rows)
     assert [m["role"] for m in first] == ["user", "assistant"]  # bare: no system message, no rubric
     # the chosen response is shown first, then second, and the verdict follows it
-    assert "<response_a>\n4.\n</response_a>" in first[0]["content"] and parse_verdict(first[1]["content"]) == "a"
-    assert "<response_a>\n5.\n</response_a>" in second[0]["content"] and parse_verdict(second[1]["content"]) == "b"
+    assert "<response_a>\n4.\n</response_a>" in first[0]["content"]
+    assert parse_verdict(first[1]["content"]) == "a"
+    assert "<response_a>\n5.\n</response_a>" in second[0]["content"]
+    assert parse_verdict(second[1]["content"]) == "b"
     out = tmp_path / "judge_sft.jsonl"
     convert_file("judge-sft", source, out)
     validate_rows(read_rows(out), ["sft"])
@@ -496,5 +499,6 @@ def test_judge_sft_teaches_both_orders_and_counts_what_it_leaves_out(tmp_path):
 def test_judge_sft_rejects_rows_that_are_not_preference_pairs(tmp_path):
     source = tmp_path / "sft.jsonl"
     write_jsonl(source, [{"prompt": "p", "completion": "c"}])
-    with pytest.raises(AlignkitError, match="judge-sft rows .* need the columns \\(prompt, chosen, rejected\\)"):
+    wanted = r"judge-sft rows .* need the columns \(prompt, chosen, rejected\)"
+    with pytest.raises(AlignkitError, match=wanted):
         convert_file("judge-sft", source, tmp_path / "out.jsonl")

@@ -95,16 +95,16 @@ def convert_file(fmt: str, source: str | Path, out: str | Path) -> ConvertResult
     return result
 
 
-def convert_stage(out_dir: str | Path, format: str, source: str) -> ConvertResult:  # noqa: A002 (the CLI's name)
+def convert_stage(out_dir: str | Path, format: str, source: str) -> ConvertResult:  # noqa: A002 - CLI name
     """`alignkit convert` as a pipeline stage: out_dir/data.jsonl, then out_dir/convert.json with the counts
     (written last: the stage is done once it exists)."""
     from alignkit.data.io import write_json
 
     out = Path(out_dir)
     result = convert_file(format, source, out / "data.jsonl")
+    left_out = {reason: len(where) for reason, where in result.skipped.items()}
     write_json(out / "convert.json", {"format": format, "source": str(source), "read": result.read,
-                                      "rows": len(result.rows), "kind": result.kind,
-                                      "left_out": {reason: len(where) for reason, where in result.skipped.items()}})
+                                      "rows": len(result.rows), "kind": result.kind, "left_out": left_out})
     print(result.summary())
     return result
 
@@ -472,8 +472,8 @@ def judge_sft(rows: Rows) -> ConvertResult:
     """Preference rows (string prompt, chosen, rejected) -> sft `messages` rows that teach a model to be a
     pairwise judge (rewards/judge.py): each pair becomes two conversations, the chosen response shown first
     (answer `Verdict: A`) and second (`Verdict: B`), so the judge learns no position preference. The prompt is
-    the judge's bare task (no system message: the rubric is in the labels), which `alignkit judge --judge-bare`
-    and `make_judge(..., bare=True)` ask, so the trained model is asked exactly what it learned from."""
+    the judge's bare task (no system message: the rubric is in the labels), which `alignkit judge
+    --judge-bare` and `make_judge(..., bare=True)` ask, so the trained model is asked what it learned from."""
     from alignkit.rewards.judge import pairwise_messages
 
     _require_columns(rows, "judge-sft", (("prompt", "chosen", "rejected"),), "prompt, chosen, rejected")
@@ -481,8 +481,8 @@ def judge_sft(rows: Rows) -> ConvertResult:
     for row, where in zip(rows.rows, rows.locations):
         texts = [row.get(name) for name in ("prompt", "chosen", "rejected")]
         if not all(isinstance(text, str) for text in texts):
-            out.skip("prompt, chosen and rejected are not all strings (conversational rows are not supported)",
-                     where)
+            out.skip("prompt, chosen and rejected are not all strings (conversational rows are not "
+                     "supported)", where)
             continue
         prompt, chosen, rejected = texts
         if chosen.strip() == rejected.strip():

@@ -106,8 +106,9 @@ def _ai_feedback(out: Path) -> dict:
     labels = json.loads((out / "ai_labels" / "judge.json").read_text())
     # in the pairs file "a" is the humans' chosen reply: gold == "a" means the humans agree with gold
     both = [p for p in labels["pairs"] if p["verdict"] in ("a", "b") and p["gold"] in ("a", "b")]
-    return {"judge_gold_agreement": judge["gold"]["agreement"], "judge_position_bias": judge["position_bias_rate"],
-            "judge_tie_rate": judge["tie_rate"], "ai_label_rows": labels["summary"]["prefs"]["rows"],
+    return {"judge_gold_agreement": judge["gold"]["agreement"],
+            "judge_position_bias": judge["position_bias_rate"], "judge_tie_rate": judge["tie_rate"],
+            "ai_label_rows": labels["summary"]["prefs"]["rows"],
             "ai_label_pairs": labels["summary"]["pairs"], "pairs_both_decide": len(both),
             "ai_label_gold_agreement": sum(p["verdict"] == p["gold"] for p in both) / max(1, len(both)),
             "human_label_gold_agreement": sum(p["gold"] == "a" for p in both) / max(1, len(both))}
@@ -189,12 +190,13 @@ def format_summary(results: dict, stages: list[StageResult], win_rates: dict | N
             lines += ["", f"Reward model: agrees with the gold judge on {reward_agreement:.1%} of held-out pairs."]
         if feedback is not None:
             f = feedback
-            lines += ["", f"AI feedback (dpo_ai is DPO on a trained judge's labels, dpo on the simulated humans'): "
-                      f"the judge agrees with gold on {f['judge_gold_agreement']:.1%} of held-out pairs (position "
-                      f"bias {f['judge_position_bias']:.1%}, ties {f['judge_tie_rate']:.1%}) and decided "
-                      f"{f['ai_label_rows']:,} of the {f['ai_label_pairs']:,} human-labelled pairs. On the "
-                      f"{f['pairs_both_decide']:,} that it and gold both decide, its labels agree with gold on "
-                      f"{f['ai_label_gold_agreement']:.1%}, the humans' on {f['human_label_gold_agreement']:.1%}."]
+            lines += ["", "AI feedback (dpo_ai is DPO on a trained judge's labels, dpo on the simulated "
+                      f"humans'): the judge agrees with gold on {f['judge_gold_agreement']:.1%} of held-out "
+                      f"pairs (position bias {f['judge_position_bias']:.1%}, ties {f['judge_tie_rate']:.1%}) "
+                      f"and decided {f['ai_label_rows']:,} of the {f['ai_label_pairs']:,} human-labelled "
+                      f"pairs. On the {f['pairs_both_decide']:,} that it and gold both decide, its labels "
+                      f"agree with gold on {f['ai_label_gold_agreement']:.1%}, the humans' on "
+                      f"{f['human_label_gold_agreement']:.1%}."]
         if grpo_accuracy is not None:
             lines += ["", f"GRPO's own objective, exact-match accuracy of greedy answers to held-out prompts with a "
                       f"verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> {grpo_accuracy['grpo']:.1%}."]

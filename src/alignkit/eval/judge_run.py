@@ -103,7 +103,8 @@ def write_judged_prefs(path: str, prompts: list[str], first: list[str], second: 
     rows = [{"prompt": p, "chosen": a if v == "a" else b, "rejected": b if v == "a" else a}
             for p, a, b, v in zip(prompts, first, second, verdicts) if v in ("a", "b")]
     if not rows:
-        raise AlignkitError(f"the judge decided none of the {len(prompts):,} pairs, so {path} was not written")
+        raise AlignkitError(f"the judge decided none of the {len(prompts):,} pairs, so {path} was not "
+                            "written")
     write_jsonl(path, rows)
     return {"path": str(path), "rows": len(rows), "ties_left_out": sum(v == "tie" for v in verdicts),
             "failures_left_out": sum(v is None for v in verdicts)}
@@ -114,12 +115,12 @@ def judge_stage(out_dir, pairs: str, model: str, against: str | None = None, wor
                 api_key_env: str | None = None, cache: str | None = None, bare: bool = False,
                 max_tokens: int = 256, temperature: float = 0.0, parse_retries: int = 2,
                 batch_size: int = 16) -> dict:
-    """`alignkit judge` as a pipeline stage: out_dir/judge.json (written last: the stage is done once it exists)
-    and, with `write_prefs`, the decided pairs as out_dir/prefs.jsonl."""
+    """`alignkit judge` as a pipeline stage: out_dir/judge.json (written last: the stage is done once it
+    exists) and, with `write_prefs`, the decided pairs as out_dir/prefs.jsonl."""
     from alignkit.rewards.judge import make_judge
 
-    judge = make_judge(model, url, api_key_env, cache, bare=bare, max_tokens=max_tokens, temperature=temperature,
-                       parse_retries=parse_retries, batch_size=batch_size)
+    judge = make_judge(model, url, api_key_env, cache, bare=bare, max_tokens=max_tokens,
+                       temperature=temperature, parse_retries=parse_retries, batch_size=batch_size)
     out = Path(out_dir)
     return judge_file(judge, pairs, str(out / "judge.json"), against, world_seed, limit,
                       str(out / "prefs.jsonl") if write_prefs else None)
