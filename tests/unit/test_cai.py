@@ -210,6 +210,25 @@ def test_a_judge_that_always_says_a_decides_nothing():
     assert counts["position_bias_rate"] == 1.0
 
 
+def test_a_bare_judge_is_asked_the_pair_alone():
+    """judge.bare (a judge trained on judge-sft chats): one user turn holding the pair, no principle or system
+    text, and its verdicts still make the rows."""
+    asked = []
+
+    def trained(messages):
+        asked.append(messages)
+        a, b = (re.search(f"<response_{s}>\n(.*?)\n</response_{s}>", messages[0]["content"], re.S).group(1)
+                for s in "ab")
+        return "Verdict: " + ("A" if len(a) < len(b) else "B")
+
+    judge = LLMJudge(Canned(trained), bare=True)
+    rows, counts = label_pairs(["Q-short"], [as_messages("Q-short", "user")], pair_policy(), judge,
+                               [principle("p", "UNSEEN")], 1, 0, random.Random(0), Sampling(temperature=1.0))
+    assert [m["role"] for messages in asked for m in messages] == ["user", "user"]
+    assert not any("UNSEEN" in messages[0]["content"] for messages in asked)
+    assert [row["chosen"] for row in rows] == ["Yes."] and counts["undecided"] == 0
+
+
 @pytest.mark.parametrize("verdicts, winner", [
     (["a"], "a"), (["a", "b", "b"], "b"), (["a", "tie", None], "a"), (["a", "b"], None),
     (["tie", None], None), ([], None),
