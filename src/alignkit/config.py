@@ -49,6 +49,8 @@ class DataSettings(Section):
     truncation: Literal["error", "left", "drop"] = Field(
         "error", description="rows over max_length: error out, cut the prompt from the left, or drop them"
     )
+    group_by_length: bool = Field(
+        False, description="batch rows of similar length together: less padding, faster steps (train/batches.py)")
 
     @model_validator(mode="after")
     def _one_eval_source(self) -> DataSettings:
@@ -445,6 +447,7 @@ def load_config(recipe: str, path: str | Path | None, overrides: list[str] = (),
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_yaml(Path(path))
+        raw.pop("_meta", None)  # a run's own config.yaml (versions, commit) reruns the run
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -42,7 +42,12 @@ def test_ranked_rows_keep_their_pairs_together(world_dir, tiny_model):
     groups = group_by_prompt(pairs)
     assert len(groups) == 5 and all(len(g) == 6 for g in groups)  # K=4 -> 4*3/2 pairs per prompt
     batch = collate_reward(groups[:2], pad_id=0)
-    assert batch["num_pairs"] == 12 and batch["input_ids"].shape[0] == 24
+    assert batch["num_pairs"] == 12 and batch["input_ids"].shape[0] == 8  # each response scored once
+    rows = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["input_ids"].tolist(),
+                                                                     batch["attention_mask"].tolist())]
+    for k, pair in enumerate(groups[0] + groups[1]):  # the indices lead back to every pair's two sequences
+        assert rows[batch["chosen_index"][k]] == pair["prompt_ids"] + pair["chosen_ids"]
+        assert rows[batch["rejected_index"][k]] == pair["prompt_ids"] + pair["rejected_ids"]
 
 
 def test_score_command_single_and_ensemble(tmp_path, tiny_model, world_dir):

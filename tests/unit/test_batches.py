@@ -39,3 +39,25 @@ def test_total_steps():
     plan = BatchPlan(num_examples=100, batch_size=10, grad_accum=1)
     assert plan.total_steps(epochs=2.5, max_steps=None) == 25
     assert plan.total_steps(epochs=2.5, max_steps=7) == 7
+
+
+def test_group_by_length_batches_similar_rows_and_keeps_every_row():
+    import random
+
+    lengths = [random.Random(k).randint(5, 200) for k in range(1003)]
+    plain = BatchPlan(num_examples=1003, batch_size=4, grad_accum=2, seed=5)
+    grouped = BatchPlan(num_examples=1003, batch_size=4, grad_accum=2, seed=5, lengths=lengths)
+
+    def spread(plan, epoch):  # the mean (longest - shortest) over an epoch's global batches
+        order, size = plan.epoch_order(epoch), plan.global_batch
+        batches = [[lengths[i] for i in order[k : k + size]] for k in range(0, len(order), size)]
+        return sum(max(b) - min(b) for b in batches) / len(batches)
+
+    for epoch in (0, 1):
+        assert sorted(grouped.epoch_order(epoch)) == list(range(1003))  # a permutation still
+        assert spread(grouped, epoch) < spread(plain, epoch) / 5
+    assert grouped.epoch_order(0) != grouped.epoch_order(1)  # which rows meet still changes every epoch
+    last = grouped.micro_batches(grouped.steps_per_epoch - 1)  # the short batch is the last step's, as without
+    assert last == [grouped.epoch_order(0)[1000:1003]]             # grouping
+    steps = [i for s in range(grouped.steps_per_epoch) for mb in grouped.micro_batches(s) for i in mb]
+    assert sorted(steps) == list(range(1003))

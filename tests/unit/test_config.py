@@ -29,6 +29,16 @@ def test_keyword_overrides_use_double_underscore(tmp_path):
     assert cfg.train.batch_size == 3
 
 
+def test_a_runs_saved_config_reruns_it(tmp_path):
+    from alignkit.train.run import config_yaml
+
+    cfg = load_config("sft", write(tmp_path, MINIMAL), ["train.lr=3e-4"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config_yaml("sft", cfg))
+    assert "_meta:" in saved.read_text()
+    assert load_config("sft", saved) == cfg
+
+
 def test_misspelled_key_names_it_and_suggests(tmp_path):
     with pytest.raises(AlignkitError) as err:
         load_config("sft", write(tmp_path, MINIMAL + "train: {learning_rat: 1.0, batch_sise: 2}\n"))

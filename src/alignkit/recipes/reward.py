@@ -58,12 +58,21 @@ def group_by_prompt(pairs: list[dict]) -> list[list[dict]]:
 
 
 def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
-    """2P right-padded rows: every pair's prompt+chosen, then every pair's prompt+rejected."""
+    """Each distinct prompt+response once, right-padded, and every pair as indices into those rows.
+
+    A ranking of K responses gives K(K-1)/2 pairs but only K sequences to score: one forward pass per
+    response, not per pair, is what makes rankings cheap comparisons (Ouyang et al. 2022, section 3.5)."""
     pairs = [pair for group in groups for pair in group]
-    sequences = [p["prompt_ids"] + p["chosen_ids"] for p in pairs] + [p["prompt_ids"] + p["rejected_ids"] for p in pairs]
+    rows: dict[tuple[int, ...], int] = {}
+    index = lambda ids: rows.setdefault(tuple(ids), len(rows))  # noqa: E731
+    chosen = [index(p["prompt_ids"] + p["chosen_ids"]) for p in pairs]
+    rejected = [index(p["prompt_ids"] + p["rejected_ids"]) for p in pairs]
+    sequences = [list(ids) for ids in rows]
     batch = {
         "input_ids": pad_sequences(sequences, pad_id),
         "attention_mask": pad_sequences([[1] * len(s) for s in sequences], 0),
+        "chosen_index": torch.tensor(chosen),
+        "rejected_index": torch.tensor(rejected),
         "num_pairs": len(pairs),
     }
     if pairs and "margin" in pairs[0]:
@@ -73,8 +82,8 @@ def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
 
 def reward_loss_step(model, batch: dict, center_coef: float = 0.0):
     """Summed Bradley-Terry loss over the batch's pairs (plus the centring penalty), and metric sums."""
-    rewards = model(batch["input_ids"], batch["attention_mask"])  # [2P]; model: a SequenceScorer (or its DDP)
-    chosen, rejected = rewards.chunk(2)  # [P], [P]
+    rewards = model(batch["input_ids"], batch["attention_mask"])  # [S]; model: a SequenceScorer (or its DDP)
+    chosen, rejected = rewards[batch["chosen_index"]], rewards[batch["rejected_index"]]  # [P], [P]
     losses = bradley_terry(chosen, rejected, batch.get("margin"))
     if center_coef:
         losses = losses + centering_penalty(chosen, rejected, center_coef)

@@ -56,7 +56,9 @@ def fit(
     eval_examples: Sequence[dict] | None = None,
 ) -> FitResult:
     cfg, d = run.cfg.train, run.dist
-    plan = BatchPlan(len(train_examples), cfg.batch_size, cfg.grad_accum, d.world_size, d.rank, run.cfg.seed)
+    grouped = getattr(run.cfg.data, "group_by_length", False)  # pretraining's packed blocks have no padding
+    lengths = [example_length(e) for e in train_examples] if grouped else None
+    plan = BatchPlan(len(train_examples), cfg.batch_size, cfg.grad_accum, d.world_size, d.rank, run.cfg.seed, lengths)
     total_steps = plan.total_steps(cfg.epochs, cfg.max_steps)
     optimizer = build_optimizer(model, cfg)
     step = _maybe_resume(run, model, optimizer, plan)
@@ -118,6 +120,13 @@ def fit(
         metrics.update(final_eval)
     _save(run, model, optimizer, step, plan)
     return _result(step, "done", metrics, started, tokens_seen, d.device)
+
+
+def example_length(example) -> int:
+    """Tokens in an example (a dict of *_ids lists, or a list of them, as a ranking's pairs are)."""
+    if isinstance(example, (list, tuple)):
+        return sum(example_length(e) for e in example)
+    return sum(len(v) for k, v in example.items() if k.endswith("_ids") and isinstance(v, list))
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
