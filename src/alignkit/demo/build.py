@@ -14,7 +14,7 @@ from pathlib import Path
 from alignkit.data.io import write_jsonl
 from alignkit.demo.annotators import DEFAULT_PANEL, LENGTH_BIASED_PANEL, borda_ranking, tally, thumbs_up, vote
 from alignkit.demo.judge import gold_score, gold_verdict
-from alignkit.demo.world import CATEGORIES, Task, World, everyday_sentence, sample_multi_step, table_sentence
+from alignkit.demo.world import CATEGORIES, Task, World, everyday_sentence, sample_multi_step
 
 ROWS_AT_SCALE_1 = {
     "pretrain": 20_000,
@@ -48,7 +48,7 @@ SFT_HABITS = {
     "false_premise": {"best": 0.30, "agree": 0.55},
 }
 PRETRAIN_BEST_SHARE = 0.2  # dialogues found on the web: the best reply now and then, any flaw otherwise
-PRETRAIN_MIX = {"dialogue": 0.4, "fact": 0.3, "everyday": 0.15, "table": 0.15}
+PRETRAIN_MIX = {"dialogue": 0.4, "fact": 0.3, "everyday": 0.3}
 BEST_PAIR_SHARE = 0.5  # preference pairs: best vs a flaw, otherwise flaw vs flaw
 UNPAIRED_BEST_SHARE = 0.5
 RANKED_K = 4
@@ -127,8 +127,7 @@ def pretrain_rows(world: World, rng: random.Random, n: int) -> list[dict]:
             task = world.sample_task(rng, draw_category(rng))
             text = dialogue(task.prompt, draw_reply(world, task, rng, PRETRAIN_BEST_SHARE))
         else:
-            text = {"fact": lambda: rng.choice(facts), "everyday": lambda: everyday_sentence(rng),
-                    "table": lambda: table_sentence(rng)}[kind]()
+            text = rng.choice(facts) if kind == "fact" else everyday_sentence(rng)
         rows.append({"text": text})
     return rows
 

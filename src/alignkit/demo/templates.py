@@ -289,12 +289,3 @@ def everyday_sentence(rng: random.Random) -> str:
         f"{rng.choice(PEOPLE)} likes {rng.choice(FOODS)} on {rng.choice(WEATHER)} days.",
     )
     return rng.choice(templates)
-
-
-def table_sentence(rng: random.Random) -> str:
-    """One line of the one-digit addition, subtraction or multiplication tables, written as the arithmetic
-    prompts' best replies write it ("7 * 8 = 56."), so the pretrained model knows the sums it is asked."""
-    op = rng.choice("+-*")
-    a = rng.randint(2 if op == "-" else 1, 9)
-    b = rng.randint(1, a) if op == "-" else rng.randint(1, 9)
-    return f"{a} {op} {b} = {a + b if op == '+' else a - b if op == '-' else a * b}."

@@ -72,7 +72,6 @@ from alignkit.demo.templates import (  # noqa: F401
     UnknowableQuestion,
     UnsafeRequest,
     everyday_sentence,
-    table_sentence,
     fact_sentence,
     pick,
     plain_value,
