@@ -117,6 +117,8 @@ class RewardSettings(Section):
     center_coef: float = Field(
         0.0, ge=0.0, description="weight of (r_chosen + r_rejected)^2, keeping rewards centred at 0")
     stats_rows: int = Field(1000, ge=1, description="pairs scored after training for the saved mean and std")
+    lm_coef: float = Field(0.0, ge=0.0, description="weight of the chosen responses' language-modelling loss "
+                           "through the model's own output layer: keeps what it knew (GRM, Yang et al. 2024)")
 
 
 class RewardConfig(RunConfig):

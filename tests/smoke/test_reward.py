@@ -29,6 +29,24 @@ def test_reward_model_learns_the_gold_preferences(tmp_path, tiny_model, world_di
         load_scalar_model(ModelSettings(path=str(tiny_model)), new_head=False)
 
 
+def test_lm_coef_trains_the_backbone_as_a_language_model_too(tmp_path, tiny_model, world_dir):
+    result = alignkit.run(
+        "reward", None, "name=rm_lm", f"output_dir={tmp_path}", f"model.path={tiny_model}",
+        f"data.train={world_dir / 'prefs.jsonl'}", "data.max_length=160", "data.group_by_length=true",
+        "train.lr=3e-3", "train.batch_size=16", "train.max_steps=40", "train.log_every=10", "train.threads=1",
+        "reward.lm_coef=1.0",
+    )
+    nll = [x["lm_nll"] for x in map(json.loads, (result.path / "metrics.jsonl").read_text().splitlines())
+           if "lm_nll" in x]
+    assert len(nll) == 4 and nll[-1] < nll[0] - 0.5, nll  # the chosen replies' NLL falls (from ~ln 1024)
+
+    from alignkit.config import ModelSettings
+    from alignkit.models.heads import load_scalar_model
+
+    model, _ = load_scalar_model(ModelSettings(path=str(result.path / "final")), new_head=False)
+    assert not any("lm_head" in name for name, _ in model.named_parameters())  # saved as a plain reward model
+
+
 def test_ranked_rows_keep_their_pairs_together(world_dir, tiny_model):
     from alignkit.data.io import read_rows
     from alignkit.data.tokenize import tokenize_preference

@@ -11,6 +11,7 @@ from alignkit.losses.reward import (
     bradley_terry,
     centering_penalty,
     ensemble_score,
+    response_nll,
     reward_metrics,
     step_accuracy_sum,
     stepwise_loss,
@@ -110,3 +111,20 @@ def test_stepwise_loss_matches_torch_bce_on_masked_steps():
     assert torch.allclose(ours, reference, atol=1e-6)
     ours.backward()
     assert (logits.grad[~mask] == 0).all() and (logits.grad[mask] != 0).all()
+
+
+def test_response_nll_averages_the_response_tokens_only():
+    # Vocabulary of 2; logits at t predict token t+1. Row 0: prompt [0], response [1, 1]; row 1: prompt [0, 1],
+    # response [0], then padding (mask 0) that must not count.
+    logits = torch.zeros(2, 3, 2)
+    logits[0, 0] = torch.tensor([0.0, math.log(3.0)])  # p(1) = 3/4
+    logits[0, 1] = torch.tensor([0.0, 0.0])  # p(1) = 1/2
+    logits[1, 1] = torch.tensor([math.log(4.0), 0.0])  # p(0) = 4/5
+    input_ids = torch.tensor([[0, 1, 1], [0, 1, 0]])
+    response_mask = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    expected = torch.tensor([-(math.log(3 / 4) + math.log(1 / 2)) / 2, -math.log(4 / 5)])
+    assert torch.allclose(response_nll(logits, input_ids, response_mask), expected)
+    padded = torch.cat([logits, torch.full((2, 1, 2), 9.0)], dim=1)  # a padding column changes nothing
+    assert torch.allclose(response_nll(padded, torch.cat([input_ids, torch.zeros(2, 1, dtype=torch.long)], 1),
+                                       torch.cat([response_mask, torch.zeros(2, 1, dtype=torch.long)], 1)),
+                          expected)

@@ -25,6 +25,20 @@ def bradley_terry(
     return -F.logsigmoid(gap)
 
 
+def response_nll(logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of each row's response tokens. [S, T, V], [S, T], [S, T] -> [S].
+
+    response_mask marks the tokens to predict (the response, EOS included); logits at t predict token t+1.
+    Added to the Bradley-Terry loss for the chosen responses, it keeps the backbone a language model while it
+    learns to score (Yang et al. 2024, "Regularizing hidden states enables learning generalizable reward
+    model for LLMs", GRM's SFT regulariser).
+    """
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [S, T-1, V]
+    token_logps = logps.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # [S, T-1]
+    mask = response_mask[:, 1:].to(token_logps.dtype)
+    return -(token_logps * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
 def centering_penalty(
     chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, coef: float
 ) -> torch.Tensor:

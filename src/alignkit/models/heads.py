@@ -113,22 +113,62 @@ def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     position_ids that count real tokens only (RoPE models give the same scores either way)."""
     hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids).last_hidden_state  # [B, T, H]
+    return pooled_rewards(model, hidden, attention_mask)
+
+
+def pooled_rewards(model: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The head applied at each row's last real token: [B, T, H] -> [B]."""
     last = last_token_index(attention_mask)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
     return score_head(model)(pooled).squeeze(-1).float()
 
 
+class TiedOutput(torch.nn.Module):
+    """An output layer that is the input embedding matrix, as in a causal LM with tied embeddings."""
+
+    def __init__(self, embedding: torch.nn.Embedding):
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden, self.embedding.weight)
+
+
+def language_head(model: torch.nn.Module, settings: ModelSettings) -> torch.nn.Module:
+    """The output layer of the causal LM a reward model starts from, to keep training it as a language model
+    beside the reward head: the embeddings themselves when the model ties them, else a trainable copy of the
+    LM's own output layer (not saved with the reward model)."""
+    from transformers import AutoModelForCausalLM
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "tie_word_embeddings", False):
+        return TiedOutput(base.get_input_embeddings())
+    with _readable_errors(settings.path):
+        lm = AutoModelForCausalLM.from_pretrained(_resolve_source(settings.path), dtype=base.dtype,
+                                                  trust_remote_code=settings.trust_remote_code)
+    head = lm.get_output_embeddings()
+    if head is None:
+        raise AlignkitError(f"{settings.path} has no output layer to train as a language model: "
+                            f"set reward.lm_coef=0")
+    return head.to(next(base.parameters()).device)
+
+
 class SequenceScorer(torch.nn.Module):
     """A reward model as one module whose forward returns sequence_rewards, so that under DDP the whole
     computation runs inside the wrapper's forward and gradients are synchronised (calling the backbone and the
-    head of a DDP-wrapped model directly would bypass DDP and fail)."""
+    head of a DDP-wrapped model directly would bypass DDP and fail). With `lm_head` it returns the rewards and
+    every position's next-token logits ([B], [B, T, V]), from one pass of the backbone."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, lm_head: torch.nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.lm_head = lm_head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return sequence_rewards(self.model, input_ids, attention_mask)  # [B]
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        if self.lm_head is None:
+            return sequence_rewards(self.model, input_ids, attention_mask)  # [B]
+        hidden = backbone(self.model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pooled_rewards(self.model, hidden, attention_mask), self.lm_head(hidden).float()
 
 
 def write_reward_stats(folder: Path, rewards: torch.Tensor) -> dict:

@@ -17,15 +17,21 @@ import torch
 from alignkit.config import RewardConfig
 from alignkit.data.collate import pad_sequences
 from alignkit.data.tokenize import tokenize_preference
-from alignkit.losses.reward import bradley_terry, centering_penalty, reward_metrics
-from alignkit.models.heads import SequenceScorer, load_scalar_model, sequence_rewards, write_reward_stats
+from alignkit.losses.reward import bradley_terry, centering_penalty, response_nll, reward_metrics
+from alignkit.models.heads import (
+    SequenceScorer,
+    language_head,
+    load_scalar_model,
+    sequence_rewards,
+    write_reward_stats,
+)
 from alignkit.models.load import save_pretrained
 from alignkit.recipes.common import RunResult, create_run, finish, start, tokenized_splits
 from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
 
 
-LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected")  # per-pair means in metrics.jsonl
+LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "lm_nll")  # per-pair means in metrics.jsonl
 
 
 def main(cfg: RewardConfig) -> RunResult:
@@ -38,8 +44,9 @@ def main(cfg: RewardConfig) -> RunResult:
     run = create_run("reward", cfg, d, reports)
 
     collate = lambda groups: to_device(collate_reward(groups, tokenizer.pad_token_id), d.device)  # noqa: E731
-    loss_step = partial(reward_loss_step, center_coef=cfg.reward.center_coef)
-    result = fit(run, SequenceScorer(model), group_by_prompt(train_pairs), collate, loss_step, weight_key="num_pairs",
+    loss_step = partial(reward_loss_step, center_coef=cfg.reward.center_coef, lm_coef=cfg.reward.lm_coef)
+    scorer = SequenceScorer(model, language_head(model, cfg.model) if cfg.reward.lm_coef else None)
+    result = fit(run, scorer, group_by_prompt(train_pairs), collate, loss_step, weight_key="num_pairs",
                  eval_examples=group_by_prompt(eval_pairs) if eval_pairs else None)
     if result.stopped == "done" and d.is_main:
         final = save_pretrained(model, tokenizer, run.dir / "final")
@@ -68,9 +75,13 @@ def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
     chosen = [index(p["prompt_ids"] + p["chosen_ids"]) for p in pairs]
     rejected = [index(p["prompt_ids"] + p["rejected_ids"]) for p in pairs]
     sequences = [list(ids) for ids in rows]
+    prompt_length = {chosen[k]: len(p["prompt_ids"]) for k, p in enumerate(pairs)}
+    prompt_length.update({rejected[k]: len(p["prompt_ids"]) for k, p in enumerate(pairs)})
     batch = {
         "input_ids": pad_sequences(sequences, pad_id),
         "attention_mask": pad_sequences([[1] * len(s) for s in sequences], 0),
+        "response_mask": pad_sequences([[0] * prompt_length[i] + [1] * (len(s) - prompt_length[i])
+                                        for i, s in enumerate(sequences)], 0),
         "chosen_index": torch.tensor(chosen),
         "rejected_index": torch.tensor(rejected),
         "num_pairs": len(pairs),
@@ -80,14 +91,20 @@ def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
     return batch
 
 
-def reward_loss_step(model, batch: dict, center_coef: float = 0.0):
-    """Summed Bradley-Terry loss over the batch's pairs (plus the centring penalty), and metric sums."""
-    rewards = model(batch["input_ids"], batch["attention_mask"])  # [S]; model: a SequenceScorer (or its DDP)
+def reward_loss_step(model, batch: dict, center_coef: float = 0.0, lm_coef: float = 0.0):
+    """Summed Bradley-Terry loss over the batch's pairs (plus the centring penalty and the chosen responses'
+    language-modelling loss), and metric sums."""
+    out = model(batch["input_ids"], batch["attention_mask"])  # model: a SequenceScorer (or its DDP)
+    rewards, logits = out if isinstance(out, tuple) else (out, None)  # [S], [S, T, V] with lm_coef
     chosen, rejected = rewards[batch["chosen_index"]], rewards[batch["rejected_index"]]  # [P], [P]
     losses = bradley_terry(chosen, rejected, batch.get("margin"))
     if center_coef:
         losses = losses + centering_penalty(chosen, rejected, center_coef)
     metrics = reward_metrics(chosen.detach(), rejected.detach())
+    if logits is not None:
+        nll = response_nll(logits, batch["input_ids"], batch["response_mask"])[batch["chosen_index"]]  # [P]
+        losses = losses + lm_coef * nll
+        metrics["lm_nll"] = nll.detach().sum().item()
     return losses.sum(), {k: v for k, v in metrics.items() if k in LOGGED}
 
 
