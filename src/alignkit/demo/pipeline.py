@@ -2,7 +2,7 @@
 
 `alignkit pipeline` runs the stages, each skipped when its output already exists: demo data -> byte-level BPE
 tokenizer + tiny Llama model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO,
-PPO (with that reward model) and GRPO (exact-match rewards) from the SFT model -> a reward-hacking run (a reward
+PPO (with that reward model) and GRPO (verified answers) from the SFT model -> a reward-hacking run (a reward
 model from length-biased annotators, weak KL) traced checkpoint by checkpoint -> each method against SFT on
 held-out prompts, judged by the gold judge (alignkit eval) -> report.html. This module then scores every model's
 greedy answers with the gold judge per category and writes the results table: summary.md and results.json.
@@ -83,13 +83,13 @@ def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None =
     results = {name: judge_model(path, prompts, seed) for name, path in models.items()}
     win_rates = {m: _versus_sft(out / f"eval_{m}") for m in methods}
     agreement = _last_metric(out / "reward", "eval/accuracy")
-    accuracy = _exact_match_before_after(out / "grpo")
+    accuracy = _verified_before_after(out / "grpo")
     feedback = _ai_feedback(out) if rlaif else None
 
     summary = format_summary(results, stages, win_rates, agreement, accuracy, feedback)
     (out / "results.json").write_text(json.dumps(
         {"models": results, "win_rates_vs_sft": win_rates, "reward_model_gold_agreement": agreement,
-         "grpo_exact_match": accuracy, **({"ai_feedback": feedback} if feedback else {}),
+         "grpo_verified_accuracy": accuracy, **({"ai_feedback": feedback} if feedback else {}),
          "stages": [{"name": x.name, "seconds": x.seconds, "skipped": x.skipped} for x in stages]}, indent=2))
     (out / "summary.md").write_text(summary)
     print("\n" + summary)
@@ -120,8 +120,8 @@ def _versus_sft(eval_dir: Path) -> dict:
             "kl": result["kl"]}
 
 
-def _exact_match_before_after(grpo_dir: Path) -> dict | None:
-    """GRPO's own objective on held-out prompts: exact-match accuracy of greedy answers at step 0 (the SFT
+def _verified_before_after(grpo_dir: Path) -> dict | None:
+    """GRPO's own objective on held-out prompts: the share of greedy answers verified right at step 0 (the SFT
     model) and at the end."""
     values = [json.loads(line).get("eval/reward") for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
     values = [v for v in values if v is not None]
@@ -198,7 +198,7 @@ def format_summary(results: dict, stages: list[StageResult], win_rates: dict | N
                       f"agree with gold on {f['ai_label_gold_agreement']:.1%}, the humans' on "
                       f"{f['human_label_gold_agreement']:.1%}."]
         if grpo_accuracy is not None:
-            lines += ["", f"GRPO's own objective, exact-match accuracy of greedy answers to held-out prompts with a "
+            lines += ["", f"GRPO's own objective, the share of greedy answers verified right, on held-out prompts with a "
                       f"verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> {grpo_accuracy['grpo']:.1%}."]
         lines.append("")
     lines += ["## Gold-judge scores on held-out prompts (0 to 1, higher is better)", "",

@@ -1,5 +1,7 @@
-"""The demo world's gold judge as a reward function, for RL runs that optimise the true objective (a ceiling
-to compare proxy rewards with) and for tests. Name it in a config as `alignkit.demo.rewards:gold`.
+"""The demo world's judge as reward functions. `gold`: its whole score, for RL runs that optimise the true
+objective (a ceiling to compare proxy rewards with) and for tests. `verified`: only whether the answer is
+right, on prompts that have one, as a verifiable reward (RLVR) checks a final answer against the truth.
+Name them in a config as `alignkit.demo.rewards:gold` or `alignkit.demo.rewards:verified`.
 
 Prompts must come from the demo world of seed 0 (`alignkit demo-data` and `alignkit demo` build that one);
 any other prompt is an error, since the judge knows only its own world.
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from alignkit.demo.judge import gold_score
+from alignkit.demo.judge import SCORERS, assistant_reply, gold_score
 from alignkit.demo.world import World
 from alignkit.errors import AlignkitError
 
@@ -30,3 +32,25 @@ def gold(prompts: list[str], completions: list[str], **_) -> list[float]:
             raise AlignkitError(f"reward 'alignkit.demo.rewards:gold' got a prompt the demo world did not make "
                                 f"({prompt[:60]!r}): {err}") from None
     return scores
+
+
+def verified(prompts: list[str], completions: list[str], **_) -> list[float | None]:
+    """1.0 where the reply gives the prompt's right answer plainly (no hedge, no second value next to it),
+    else 0.0; None (masked) for prompts without one answer (unsafe, unanswerable, benign requests).
+
+    The built-in `exact_match` compares a text answer with the whole reply, so "The capital of Febril is Marn."
+    never matches "Marn": this reads the answer out of a sentence as the gold judge does, and ignores style."""
+    world = _world(0)
+    rewards: list[float | None] = []
+    for prompt, completion in zip(prompts, completions):
+        try:
+            task = world.parse(prompt)
+        except ValueError as err:
+            raise AlignkitError(f"reward 'alignkit.demo.rewards:verified' got a prompt the demo world did not "
+                                f"make ({prompt[:60]!r}): {err}") from None
+        if task.answer is None:
+            rewards.append(None)
+            continue
+        reply = assistant_reply(completion)
+        rewards.append(float(bool(reply) and SCORERS[task.category](world, task, reply) == 1.0))
+    return rewards
