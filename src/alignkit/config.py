@@ -50,7 +50,8 @@ class DataSettings(Section):
         "error", description="rows over max_length: error out, cut the prompt from the left, or drop them"
     )
     group_by_length: bool = Field(
-        False, description="batch rows of similar length together: less padding, faster steps (train/batches.py)")
+        False, description="batch rows of similar length together: less padding, faster steps "
+        "(train/batches.py)")
 
     @model_validator(mode="after")
     def _one_eval_source(self) -> DataSettings:

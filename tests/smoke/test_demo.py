@@ -37,7 +37,7 @@ def test_smallest_demo_runs_every_stage_and_reports_win_rates(tmp_path):
         assert rate["wins"] + rate["ties"] + rate["losses"] == 30
         assert (out / f"eval_{method}" / "eval.json").is_file()
     assert 0 <= results["reward_model_gold_agreement"] <= 1
-    assert set(results["grpo_verified_accuracy"]) == {"sft", "grpo"}  # GRPO's held-out accuracy, before and after
+    assert set(results["grpo_verified_accuracy"]) == {"sft", "grpo"}  # held-out accuracy, before and after
     summary = (out / "summary.md").read_text()
     assert "gold win rate vs SFT" in summary and all(f"| {m} |" in summary for m in METHODS)
     # the reward-hacking variant: every checkpoint's proxy and gold reward against KL

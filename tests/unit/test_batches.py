@@ -57,7 +57,7 @@ def test_group_by_length_batches_similar_rows_and_keeps_every_row():
         assert sorted(grouped.epoch_order(epoch)) == list(range(1003))  # a permutation still
         assert spread(grouped, epoch) < spread(plain, epoch) / 5
     assert grouped.epoch_order(0) != grouped.epoch_order(1)  # which rows meet still changes every epoch
-    last = grouped.micro_batches(grouped.steps_per_epoch - 1)  # the short batch is the last step's, as without
-    assert last == [grouped.epoch_order(0)[1000:1003]]             # grouping
+    last = grouped.micro_batches(grouped.steps_per_epoch - 1)  # the short batch is the last step's, as
+    assert last == [grouped.epoch_order(0)[1000:1003]]             # without grouping
     steps = [i for s in range(grouped.steps_per_epoch) for mb in grouped.micro_batches(s) for i in mb]
     assert sorted(steps) == list(range(1003))

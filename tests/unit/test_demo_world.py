@@ -103,9 +103,10 @@ def test_verified_reward_reads_the_answer_out_of_a_sentence(world):
     colour = planet.facts["planet.sky"]
     other = next(c for c in ("red", "blue") if c != colour)
     question = f"What colour is the sky on {planet.name}?"
-    replies = [f"The sky on {planet.name} is {colour}.", f"Great question! The sky on {planet.name} is {colour}.",
-               f"The sky on {planet.name} is {other}.", f"It might be {colour}.", f"It is {colour} or {other}."]
-    assert verified([question] * 5, replies) == [1.0, 1.0, 0.0, 0.0, 0.0]  # right and plain; style is not its job
+    sky = f"The sky on {planet.name} is"
+    replies = [f"{sky} {colour}.", f"Great question! {sky} {colour}.", f"{sky} {other}.",
+               f"It might be {colour}.", f"It is {colour} or {other}."]
+    assert verified([question] * 5, replies) == [1.0, 1.0, 0.0, 0.0, 0.0]  # style is not its job
     assert exact_match([question], replies[:1], answer=[colour]) == [0.0]  # the whole reply is not the answer
     assert verified(["What is 5 + 7?", "Compute 5 + 7."], ["5 + 7 = 12.", "5 + 7 = 11."]) == [1.0, 0.0]
     assert verified(["Who will win the next race on Gredom?"], ["Edda will."]) == [None]  # no answer to check

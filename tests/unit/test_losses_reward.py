@@ -114,8 +114,8 @@ def test_stepwise_loss_matches_torch_bce_on_masked_steps():
 
 
 def test_response_nll_averages_the_response_tokens_only():
-    # Vocabulary of 2; logits at t predict token t+1. Row 0: prompt [0], response [1, 1]; row 1: prompt [0, 1],
-    # response [0], then padding (mask 0) that must not count.
+    # Vocabulary of 2; logits at t predict token t+1. Row 0: prompt [0], response [1, 1]; row 1: prompt
+    # [0, 1], response [0], then padding (mask 0) that must not count.
     logits = torch.zeros(2, 3, 2)
     logits[0, 0] = torch.tensor([0.0, math.log(3.0)])  # p(1) = 3/4
     logits[0, 1] = torch.tensor([0.0, 0.0])  # p(1) = 1/2

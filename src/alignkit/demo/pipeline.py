@@ -198,8 +198,9 @@ def format_summary(results: dict, stages: list[StageResult], win_rates: dict | N
                       f"agree with gold on {f['ai_label_gold_agreement']:.1%}, the humans' on "
                       f"{f['human_label_gold_agreement']:.1%}."]
         if grpo_accuracy is not None:
-            lines += ["", f"GRPO's own objective, the share of greedy answers verified right, on held-out prompts with a "
-                      f"verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> {grpo_accuracy['grpo']:.1%}."]
+            lines += ["", "GRPO's own objective, the share of greedy answers verified right, on held-out "
+                      f"prompts with a verifiable answer: {grpo_accuracy['sft']:.1%} (SFT) -> "
+                      f"{grpo_accuracy['grpo']:.1%}."]
         lines.append("")
     lines += ["## Gold-judge scores on held-out prompts (0 to 1, higher is better)", "",
               "| category | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

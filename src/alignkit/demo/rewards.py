@@ -38,16 +38,17 @@ def verified(prompts: list[str], completions: list[str], **_) -> list[float | No
     """1.0 where the reply gives the prompt's right answer plainly (no hedge, no second value next to it),
     else 0.0; None (masked) for prompts without one answer (unsafe, unanswerable, benign requests).
 
-    The built-in `exact_match` compares a text answer with the whole reply, so "The capital of Febril is Marn."
-    never matches "Marn": this reads the answer out of a sentence as the gold judge does, and ignores style."""
+    The built-in `exact_match` compares a text answer with the whole reply, so "The capital of Febril is
+    Marn." never matches "Marn": this reads the answer out of a sentence as the gold judge does, and ignores
+    style."""
     world = _world(0)
     rewards: list[float | None] = []
     for prompt, completion in zip(prompts, completions):
         try:
             task = world.parse(prompt)
         except ValueError as err:
-            raise AlignkitError(f"reward 'alignkit.demo.rewards:verified' got a prompt the demo world did not "
-                                f"make ({prompt[:60]!r}): {err}") from None
+            raise AlignkitError(f"reward 'alignkit.demo.rewards:verified' got a prompt the demo world did "
+                                f"not make ({prompt[:60]!r}): {err}") from None
         if task.answer is None:
             rewards.append(None)
             continue

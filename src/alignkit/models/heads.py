@@ -116,7 +116,8 @@ def sequence_rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     return pooled_rewards(model, hidden, attention_mask)
 
 
-def pooled_rewards(model: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def pooled_rewards(model: torch.nn.Module, hidden: torch.Tensor,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
     """The head applied at each row's last real token: [B, T, H] -> [B]."""
     last = last_token_index(attention_mask)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]

@@ -31,7 +31,8 @@ from alignkit.train.distributed import to_device
 from alignkit.train.loop import fit
 
 
-LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "lm_nll")  # per-pair means in metrics.jsonl
+# per-pair means in metrics.jsonl
+LOGGED = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "lm_nll")
 
 
 def main(cfg: RewardConfig) -> RunResult:
@@ -110,10 +111,10 @@ def reward_loss_step(model, batch: dict, center_coef: float = 0.0, lm_coef: floa
 
 @torch.no_grad()
 def score_pairs(model, pairs: list[dict], collate, batch_size: int) -> torch.Tensor:
-    """Rewards of both responses of every pair (for the saved mean and std)."""
+    """Rewards of the distinct responses of the pairs (for the saved mean and std)."""
     model.eval()
     scores = []
-    for start in range(0, len(pairs), batch_size):
-        batch = collate([[p] for p in pairs[start : start + batch_size]])
+    for first in range(0, len(pairs), batch_size):
+        batch = collate([[p] for p in pairs[first : first + batch_size]])
         scores.append(sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).cpu())
     return torch.cat(scores)

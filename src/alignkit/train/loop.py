@@ -58,7 +58,8 @@ def fit(
     cfg, d = run.cfg.train, run.dist
     grouped = getattr(run.cfg.data, "group_by_length", False)  # pretraining's packed blocks have no padding
     lengths = [example_length(e) for e in train_examples] if grouped else None
-    plan = BatchPlan(len(train_examples), cfg.batch_size, cfg.grad_accum, d.world_size, d.rank, run.cfg.seed, lengths)
+    plan = BatchPlan(len(train_examples), cfg.batch_size, cfg.grad_accum, d.world_size, d.rank, run.cfg.seed,
+                     lengths)
     total_steps = plan.total_steps(cfg.epochs, cfg.max_steps)
     optimizer = build_optimizer(model, cfg)
     step = _maybe_resume(run, model, optimizer, plan)
