@@ -9,6 +9,10 @@ from alignkit.errors import AlignkitError
 
 
 def starter_text(recipe: str) -> str:
+    if recipe == "demo_rlaif":  # a fragment that `alignkit demo --rlaif` appends to demo.yaml: give the whole
+        from alignkit.demo.pipeline import rlaif_pipeline_text
+
+        return rlaif_pipeline_text()
     source = resources.files("alignkit") / "configs" / f"{recipe}.yaml"
     if not source.is_file():
         names = sorted(p.name.removesuffix(".yaml") for p in (resources.files("alignkit") / "configs").iterdir())

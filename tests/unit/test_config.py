@@ -93,3 +93,12 @@ def test_starters_validate_and_cover_every_key(recipe, tmp_path):
             assert f"  {key}:" in text, f"{recipe}.yaml lacks {section}.{key}"
     with pytest.raises(AlignkitError, match="exists"):
         write_starter(recipe, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["demo", "demo_rlaif"])
+def test_demo_starters_are_whole_pipelines(name, tmp_path):
+    from alignkit.pipeline import load_pipeline
+
+    stages = [s.name for s in load_pipeline(write_starter(name, tmp_path)).stages]
+    assert stages[:4] == ["data", "tiny-model", "pretrain", "sft"]  # runnable on its own, not a fragment
+    assert ("judge" in stages) == (name == "demo_rlaif") and sum("report" in s for s in stages) == 1

@@ -41,18 +41,25 @@ def bundled_config(name: str = "demo") -> Path:
 
 
 def rlaif_config(out: Path) -> Path:
-    """configs/demo.yaml with configs/demo_rlaif.yaml's stages after its own (whose report takes the place of
-    demo.yaml's), written to out/demo_rlaif_pipeline.yaml so the run shows what it ran."""
-    import yaml
-
+    """The --rlaif pipeline (rlaif_pipeline_text) written to out/demo_rlaif_pipeline.yaml, so the run shows what
+    it ran."""
     from alignkit.data.io import write_text
+
+    return write_text(out / "demo_rlaif_pipeline.yaml", rlaif_pipeline_text())
+
+
+def rlaif_pipeline_text() -> str:
+    """configs/demo.yaml with configs/demo_rlaif.yaml's stages after its own (whose report takes the place of
+    demo.yaml's), as one runnable pipeline file (also what `alignkit init demo_rlaif` writes)."""
+    import yaml
 
     demo = yaml.safe_load(bundled_config().read_text(encoding="utf-8"))
     extra = yaml.safe_load(bundled_config("demo_rlaif").read_text(encoding="utf-8"))
     demo["stages"] = [s for s in demo["stages"] if s["recipe"] != "report"] + extra["stages"]
-    return write_text(out / "demo_rlaif_pipeline.yaml",
-                      "# written by `alignkit demo --rlaif`: configs/demo.yaml + configs/demo_rlaif.yaml\n"
-                      + yaml.safe_dump(demo, sort_keys=False, width=110))
+    return ("# alignkit demo --rlaif as one pipeline: configs/demo.yaml, then configs/demo_rlaif.yaml's stages (its\n"
+            "# report replaces demo.yaml's). The comments explaining each stage are in those two files.\n"
+            "# Run it with `alignkit pipeline demo_rlaif.yaml`.\n"
+            + yaml.safe_dump(demo, sort_keys=False, width=110))
 
 
 def run_demo(out: Path, quick: bool = False, overrides: dict[str, dict] | None = None,
