@@ -41,8 +41,8 @@ def bundled_config(name: str = "demo") -> Path:
 
 
 def rlaif_config(out: Path) -> Path:
-    """The --rlaif pipeline (rlaif_pipeline_text) written to out/demo_rlaif_pipeline.yaml, so the run shows what
-    it ran."""
+    """The --rlaif pipeline (rlaif_pipeline_text) written to out/demo_rlaif_pipeline.yaml, so the run shows
+    what it ran."""
     from alignkit.data.io import write_text
 
     return write_text(out / "demo_rlaif_pipeline.yaml", rlaif_pipeline_text())
@@ -56,8 +56,8 @@ def rlaif_pipeline_text() -> str:
     demo = yaml.safe_load(bundled_config().read_text(encoding="utf-8"))
     extra = yaml.safe_load(bundled_config("demo_rlaif").read_text(encoding="utf-8"))
     demo["stages"] = [s for s in demo["stages"] if s["recipe"] != "report"] + extra["stages"]
-    return ("# alignkit demo --rlaif as one pipeline: configs/demo.yaml, then configs/demo_rlaif.yaml's stages (its\n"
-            "# report replaces demo.yaml's). The comments explaining each stage are in those two files.\n"
+    return ("# alignkit demo --rlaif as one pipeline: configs/demo.yaml, then configs/demo_rlaif.yaml's stages\n"
+            "# (its report replaces demo.yaml's). The comments explaining each stage are in those two files.\n"
             "# Run it with `alignkit pipeline demo_rlaif.yaml`.\n"
             + yaml.safe_dump(demo, sort_keys=False, width=110))
 
