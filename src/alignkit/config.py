@@ -114,7 +114,8 @@ class SFTConfig(RunConfig):
 
 class RewardSettings(Section):
     margin_column: str | None = Field(
-        None, description="a numeric column subtracted inside the Bradley-Terry loss (Llama 2's margin)")
+        None, description="a numeric column subtracted inside the Bradley-Terry loss (Llama 2's margin); an "
+        "eval file without the column is scored without it")
     center_coef: float = Field(
         0.0, ge=0.0, description="weight of (r_chosen + r_rejected)^2, keeping rewards centred at 0")
     stats_rows: int = Field(1000, ge=1, description="pairs scored after training for the saved mean and std")

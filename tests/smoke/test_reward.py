@@ -29,6 +29,16 @@ def test_reward_model_learns_the_gold_preferences(tmp_path, tiny_model, world_di
         load_scalar_model(ModelSettings(path=str(tiny_model)), new_head=False)
 
 
+def test_margin_column_need_not_be_in_the_eval_file(tmp_path, tiny_model, world_dir):
+    common = ["name=rm_margin", f"output_dir={tmp_path}", f"model.path={tiny_model}", "data.max_length=160",
+              "train.batch_size=8", "train.max_steps=2", "train.threads=1", "reward.margin_column=votes_tie"]
+    result = alignkit.run("reward", None, *common, f"data.train={world_dir / 'prefs.jsonl'}",
+                          f"data.eval={world_dir / 'prefs_eval.jsonl'}")  # gold-labelled: no vote columns
+    assert result.metrics["eval/accuracy"] >= 0
+    with pytest.raises(AlignkitError, match="margin column 'votes_tie'"):  # a training file must have it
+        alignkit.run("reward", None, *common, "name=rm_margin2", f"data.train={world_dir / 'prefs_eval.jsonl'}")
+
+
 def test_lm_coef_trains_the_backbone_as_a_language_model_too(tmp_path, tiny_model, world_dir):
     result = alignkit.run(
         "reward", None, "name=rm_lm", f"output_dir={tmp_path}", f"model.path={tiny_model}",

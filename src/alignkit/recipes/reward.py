@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -39,8 +40,14 @@ def main(cfg: RewardConfig) -> RunResult:
     d = start(cfg)
     model, tokenizer = load_scalar_model(cfg.model, d.device, new_head=True)
 
-    tokenize = partial(tokenize_preference, tokenizer=tokenizer, max_length=cfg.data.max_length,
-                       truncation=cfg.data.truncation, margin_column=cfg.reward.margin_column)
+    def tokenize(rows):
+        # Held-out pairs from another source (gold labels) often lack the margin column: they are scored without
+        # one (accuracy does not depend on it). A training file without it is still an error.
+        margin = cfg.reward.margin_column
+        if margin not in rows.columns and cfg.data.eval and Path(rows.source) == Path(cfg.data.eval):
+            margin = None
+        return tokenize_preference(rows, tokenizer, cfg.data.max_length, cfg.data.truncation, margin_column=margin)
+
     train_pairs, eval_pairs, reports = tokenized_splits(cfg, ["preference", "ranked"], tokenize)
     run = create_run("reward", cfg, d, reports)
 
