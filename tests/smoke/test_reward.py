@@ -36,7 +36,7 @@ def test_margin_column_need_not_be_in_the_eval_file(tmp_path, tiny_model, world_
                           f"data.eval={world_dir / 'prefs_eval.jsonl'}")  # gold-labelled: no vote columns
     assert result.metrics["eval/accuracy"] >= 0
     with pytest.raises(AlignkitError, match="margin column 'votes_tie'"):  # a training file must have it
-        alignkit.run("reward", None, *common, "name=rm_margin2", f"data.train={world_dir / 'prefs_eval.jsonl'}")
+        alignkit.run("reward", None, *common, f"data.train={world_dir / 'prefs_eval.jsonl'}")
 
 
 def test_lm_coef_trains_the_backbone_as_a_language_model_too(tmp_path, tiny_model, world_dir):

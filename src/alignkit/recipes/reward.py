@@ -41,12 +41,13 @@ def main(cfg: RewardConfig) -> RunResult:
     model, tokenizer = load_scalar_model(cfg.model, d.device, new_head=True)
 
     def tokenize(rows):
-        # Held-out pairs from another source (gold labels) often lack the margin column: they are scored without
-        # one (accuracy does not depend on it). A training file without it is still an error.
+        # Held-out pairs from another source (gold labels) often lack the margin column: they are scored
+        # without one (accuracy does not depend on it). A training file without it is still an error.
         margin = cfg.reward.margin_column
         if margin not in rows.columns and cfg.data.eval and Path(rows.source) == Path(cfg.data.eval):
             margin = None
-        return tokenize_preference(rows, tokenizer, cfg.data.max_length, cfg.data.truncation, margin_column=margin)
+        return tokenize_preference(rows, tokenizer, cfg.data.max_length, cfg.data.truncation,
+                                   margin_column=margin)
 
     train_pairs, eval_pairs, reports = tokenized_splits(cfg, ["preference", "ranked"], tokenize)
     run = create_run("reward", cfg, d, reports)
