@@ -74,18 +74,22 @@ def group_by_prompt(pairs: list[dict]) -> list[list[dict]]:
 
 
 def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
-    """Each distinct prompt+response once, right-padded, and every pair as indices into those rows.
+    """Each distinct response of a group once, right-padded, and every pair as indices into those rows:
+    first the chosen sides, then the rejected ones (for pair rows: every pair's chosen, then every rejected).
 
     A ranking of K responses gives K(K-1)/2 pairs but only K sequences to score: one forward pass per
-    response, not per pair, is what makes rankings cheap comparisons (Ouyang et al. 2022, section 3.5)."""
+    response, not per pair, is what makes rankings cheap comparisons (Ouyang et al. 2022, section 3.5).
+    Equal texts in different groups stay separate rows, as separate examples."""
+    rows: dict[tuple, int] = {}
+    chosen, rejected, prompt_length = [], [], {}
+    for side, indices in (("chosen_ids", chosen), ("rejected_ids", rejected)):
+        for g, group in enumerate(groups):
+            for pair in group:
+                row = rows.setdefault((g, tuple(pair["prompt_ids"] + pair[side])), len(rows))
+                prompt_length[row] = len(pair["prompt_ids"])
+                indices.append(row)
+    sequences = [list(ids) for _, ids in rows]
     pairs = [pair for group in groups for pair in group]
-    rows: dict[tuple[int, ...], int] = {}
-    index = lambda ids: rows.setdefault(tuple(ids), len(rows))  # noqa: E731
-    chosen = [index(p["prompt_ids"] + p["chosen_ids"]) for p in pairs]
-    rejected = [index(p["prompt_ids"] + p["rejected_ids"]) for p in pairs]
-    sequences = [list(ids) for ids in rows]
-    prompt_length = {chosen[k]: len(p["prompt_ids"]) for k, p in enumerate(pairs)}
-    prompt_length.update({rejected[k]: len(p["prompt_ids"]) for k, p in enumerate(pairs)})
     batch = {
         "input_ids": pad_sequences(sequences, pad_id),
         "attention_mask": pad_sequences([[1] * len(s) for s in sequences], 0),
