@@ -23,12 +23,12 @@ QUICK = {
     "pretrain": {"train.epochs": 2.0},
     "sft": {"train.epochs": 1.0},
     "reward": {"train.max_steps": 60},
-    "reward_biased": {"train.max_steps": 60},
+    "reward_biased": {"train.max_steps": 30},
     "dpo": {"train.epochs": 0.5},
     "ppo": {"train.max_steps": 30},
-    "grpo": {"train.max_steps": 15},
-    "ppo_hacking": {"train.max_steps": 30, "train.save_every": 3},
-    "overopt": {"limit": 120},
+    "grpo": {"train.max_steps": 10},
+    "ppo_hacking": {"train.max_steps": 14, "train.save_every": 2},
+    "overopt": {"limit": 40},
     "eval_dpo": {"limit": 120}, "eval_ppo": {"limit": 120}, "eval_grpo": {"limit": 120},
 }
 QUICK_RLAIF = {"judge": {"train.epochs": 0.5}, "dpo_ai": {"train.epochs": 0.5}, "eval_dpo_ai": {"limit": 120}}
