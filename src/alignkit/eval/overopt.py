@@ -14,24 +14,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
 
 from alignkit.errors import AlignkitError
 
 
 def run_settings(run_dir: Path):
-    """The run's resolved config (config.yaml without its _meta block)."""
-    from alignkit.config import CONFIGS, validate_config
+    """The run's resolved config, read back from its config.yaml."""
+    from alignkit.config import load_config, recipe_of
 
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise AlignkitError(f"{run_dir} is not a run folder (no config.yaml): point at runs/<name>")
-    raw = yaml.safe_load(path.read_text())
-    raw.pop("_meta", None)
-    recipe = raw.get("recipe")
+    recipe = recipe_of(path)
     if recipe not in ("ppo", "grpo"):
         raise AlignkitError(f"{run_dir} is a {recipe} run; over-optimisation curves are for ppo and grpo runs")
-    return validate_config(CONFIGS[recipe], raw, source=str(path))
+    return load_config(recipe, path)
 
 
 def load_checkpoint_policy(policy, checkpoint: Path, recipe: str) -> None:
