@@ -93,8 +93,7 @@ def collate_reward(groups: list[list[dict]], pad_id: int) -> dict:
     batch = {
         "input_ids": pad_sequences(sequences, pad_id),
         "attention_mask": pad_sequences([[1] * len(s) for s in sequences], 0),
-        "response_mask": pad_sequences([[0] * prompt_length[i] + [1] * (len(s) - prompt_length[i])
-                                        for i, s in enumerate(sequences)], 0),
+        "prompt_length": torch.tensor([prompt_length[i] for i in range(len(sequences))]),
         "chosen_index": torch.tensor(chosen),
         "rejected_index": torch.tensor(rejected),
         "num_pairs": len(pairs),
@@ -115,7 +114,9 @@ def reward_loss_step(model, batch: dict, center_coef: float = 0.0, lm_coef: floa
         losses = losses + centering_penalty(chosen, rejected, center_coef)
     metrics = reward_metrics(chosen.detach(), rejected.detach())
     if logits is not None:
-        nll = response_nll(logits, batch["input_ids"], batch["response_mask"])[batch["chosen_index"]]  # [P]
+        positions = torch.arange(batch["input_ids"].shape[1], device=logits.device)
+        response = (positions >= batch["prompt_length"][:, None]) & batch["attention_mask"].bool()  # [S, T]
+        nll = response_nll(logits, batch["input_ids"], response)[batch["chosen_index"]]  # [P]
         losses = losses + lm_coef * nll
         metrics["lm_nll"] = nll.detach().sum().item()
     return losses.sum(), {k: v for k, v in metrics.items() if k in LOGGED}
