@@ -29,8 +29,7 @@ def gold(prompts: list[str], completions: list[str], **_) -> list[float]:
         try:
             scores.append(gold_score(world, prompt, completion))
         except ValueError as err:
-            raise AlignkitError(f"reward 'alignkit.demo.rewards:gold' got a prompt the demo world did not make "
-                                f"({prompt[:60]!r}): {err}") from None
+            raise _unknown_prompt("gold", prompt, err) from None
     return scores
 
 
@@ -47,11 +46,13 @@ def verified(prompts: list[str], completions: list[str], **_) -> list[float | No
         try:
             task = world.parse(prompt)
         except ValueError as err:
-            raise AlignkitError(f"reward 'alignkit.demo.rewards:verified' got a prompt the demo world did "
-                                f"not make ({prompt[:60]!r}): {err}") from None
-        if task.answer is None:
-            rewards.append(None)
-            continue
+            raise _unknown_prompt("verified", prompt, err) from None
         reply = assistant_reply(completion)
-        rewards.append(float(bool(reply) and SCORERS[task.category](world, task, reply) == 1.0))
+        rewards.append(None if task.answer is None else
+                       float(bool(reply) and SCORERS[task.category](world, task, reply) == 1.0))
     return rewards
+
+
+def _unknown_prompt(name: str, prompt: str, err: ValueError) -> AlignkitError:
+    return AlignkitError(f"reward 'alignkit.demo.rewards:{name}' got a prompt the demo world did not make "
+                         f"({prompt[:60]!r}): {err}")

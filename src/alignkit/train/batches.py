@@ -6,7 +6,7 @@ the slice, cut into micro-batches. So the examples in a global step do not depen
 share it (one process with grad_accum 2 sees what two processes with grad_accum 1 see), and resuming at
 step k needs no replay of earlier batches.
 
-With `lengths` (train.group_by_length) each run of LENGTH_GROUP global batches of the permutation is sorted
+With `lengths` (data.group_by_length) each run of LENGTH_GROUP global batches of the permutation is sorted
 by length, cut into batches, and those batches are shuffled: a batch holds rows of similar length, so little
 of it is padding, while which rows meet in a batch stays random from epoch to epoch (as Hugging Face's
 length-grouped sampler does).
