@@ -54,10 +54,10 @@ def lm_loss(model, batch):
     return nll_sum(logps, batch["labels_mask"][:, 1:].float()), {}
 
 
-def make_run(tmp_path, name="r", **train) -> Run:
+def make_run(tmp_path, name="r", data=None, **train) -> Run:
     settings = {"batch_size": 4, "max_steps": 10, "lr": 1e-2, "save_every": 5, **train}
-    cfg = SFTConfig(name=name, output_dir=str(tmp_path), model={"path": "unused"}, data={"train": "unused"},
-                    train=settings)
+    cfg = SFTConfig(name=name, output_dir=str(tmp_path), model={"path": "unused"},
+                    data={"train": "unused", **(data or {})}, train=settings)
     return Run.create("sft", cfg, CPU)
 
 
@@ -79,6 +79,17 @@ def test_accumulated_gradient_equals_one_big_batch():
     _accumulate(small, [collate(data[:3]), collate(data[3:])], lm_loss, "num_tokens", CPU)
     for a, b in zip(big.parameters(), small.parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
+
+
+def test_group_by_length_reaches_the_loop(tmp_path):
+    def padding(run):  # padded positions over one epoch (24 examples of 3-7 tokens, batches of 4)
+        seen = []
+        fit(run, ToyLM(), examples(), lambda batch: seen.append(collate(batch)) or seen[-1], lm_loss)
+        return sum(int((b["attention_mask"] == 0).sum()) for b in seen[:6])
+
+    plain = padding(make_run(tmp_path, "plain", max_steps=6))
+    grouped = padding(make_run(tmp_path, "grouped", {"group_by_length": True}, max_steps=6))
+    assert grouped < plain / 2, (grouped, plain)
 
 
 def test_weight_decay_skips_vectors():
