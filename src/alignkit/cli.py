@@ -15,7 +15,8 @@ import typer
 from alignkit.errors import AlignkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Align language models with preferences: pretrain, sft, and (coming) reward, dpo, ppo, grpo.")
+                  help="Align language models with preferences: pretraining, SFT, reward models, DPO and its "
+                  "variants, KTO, PPO, GRPO, evaluation, reports and the demo pipeline.")
 
 CONFIG = typer.Argument(..., help="YAML config (write a starter with `alignkit init RECIPE`)")
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. train.lr=3e-4 data.max_length=256")
@@ -426,6 +427,9 @@ app.add_typer(annotate_app, name="annotate", help="The preference-annotation web
 
 
 def main() -> None:
+    from alignkit.malloc import rerun_with_tcmalloc
+
+    rerun_with_tcmalloc()  # returns at once when tcmalloc is absent, off, or already loaded
     # transformers 5 draws a progress bar for every model load and save; our own bar is the one to watch.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
