@@ -295,6 +295,9 @@ class RewardSpec(Section):
     reduce: Literal["min", "product", "last"] | None = Field(
         None, description="process reward models only: how step scores become one; default min")
     weight: float = 1.0
+    fallback: bool = Field(False, description="score only the samples a term without it declined (returned "
+                           "None itself, e.g. `verified` on a prompt with no single answer), which are "
+                           "otherwise masked out; those samples get the fallback terms' sum alone")
 
     @model_validator(mode="after")
     def _one_source(self) -> RewardSpec:
@@ -329,6 +332,9 @@ class GRPOSettings(Section):
 
     @model_validator(mode="after")
     def _checks(self) -> GRPOSettings:
+        if all(spec.fallback for spec in self.rewards):
+            raise ValueError("every reward has fallback: true; a fallback scores what the other rewards "
+                             "decline, so at least one reward must be without it")
         if self.overlong_cache is not None and self.variant != "dapo":
             raise ValueError("overlong_cache is read only by variant dapo")
         return self

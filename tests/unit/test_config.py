@@ -79,6 +79,15 @@ def test_eval_file_and_fraction_conflict(tmp_path):
         load_config("sft", write(tmp_path, MINIMAL), ["data.eval=e.jsonl", "data.eval_fraction=0.1"])
 
 
+def test_grpo_needs_a_reward_that_is_not_a_fallback(tmp_path):
+    grpo = ("recipe: grpo\nname: t\nmodel: {path: m}\ndata: {train: p.jsonl}\n"
+            "grpo: {rewards: [{function: exact_match}, {model: rm, fallback: true}]}\n")
+    cfg = load_config("grpo", write(tmp_path, grpo))
+    assert [r.fallback for r in cfg.grpo.rewards] == [False, True]
+    with pytest.raises(AlignkitError, match="every reward has fallback: true"):
+        load_config("grpo", write(tmp_path, grpo), ["grpo.rewards=[{model: rm, fallback: true}]"])
+
+
 @pytest.mark.parametrize("recipe", sorted(CONFIGS))
 def test_starters_validate_and_cover_every_key(recipe, tmp_path):
     path = write_starter(recipe, tmp_path)

@@ -179,6 +179,43 @@ def test_weighted_sum_failed_function_masks_every_row_and_repeated_names_stay_ap
     assert totals == [0.5, 1.5]
 
 
+def test_fallback_scores_only_the_rows_a_primary_declined():
+    def verifier(prompts, completions, **_):  # declines the rows without an answer
+        return [None if p == "open" else float(c == "42") for p, c in zip(prompts, completions)]
+
+    def rm(prompts, completions, **_):
+        return [0.3, -0.2, 0.7, float("nan")]
+
+    prompts, completions = ["sum", "sum", "open", "open"], ["42", "41", "x", "y"]
+    totals, per_function, failures = weighted_sum(
+        [(verifier, 2.0), (rm, 0.5)], prompts, completions, {}, fallback=[False, True])
+    # rows 0-1: the verifier's 2*1 and 2*0, the reward model unused; row 2: 0.5*0.7 alone;
+    # row 3: the fallback itself failed (NaN), so the row is masked
+    assert totals == [2.0, 0.0, 0.35, None]
+    assert per_function == {"verifier": [1.0, 0.0, None, None], "rm": [0.3, -0.2, 0.7, None]}
+    assert failures == {"verifier": 0, "rm": 1}
+    # without the flag, a declined row is masked as before
+    totals, _, _ = weighted_sum([(verifier, 2.0), (rm, 0.5)], prompts, completions, {})
+    assert totals == [2.15, -0.1, None, None]
+
+
+def test_fallback_never_covers_a_failed_primary():
+    def rm(prompts, completions, **_):
+        return [1.0, 1.0]
+    totals, _, failures = weighted_sum([(raises, 1.0), (rm, 1.0)], ["", ""], ["a", "b"], {},
+                                       fallback=[False, True])
+    assert totals == [None, None] and failures == {"raises": 2, "rm": 0}
+
+
+def test_fallback_flags_must_match_and_leave_a_primary():
+    def rm(prompts, completions, **_):
+        return [1.0]
+    with pytest.raises(AlignkitError, match="2 fallback flags for 1 reward functions"):
+        weighted_sum([(rm, 1.0)], [""], ["a"], {}, fallback=[True, False])
+    with pytest.raises(AlignkitError, match="every reward is a fallback"):
+        weighted_sum([(rm, 1.0)], [""], ["a"], {}, fallback=[True])
+
+
 def test_importing_rewards_does_not_import_torch():
     import subprocess
     code = "import sys, alignkit.rewards.compose; print('torch' in sys.modules)"

@@ -2,10 +2,11 @@
 
 `alignkit pipeline` runs the stages, each skipped when its output already exists: demo data -> byte-level BPE
 tokenizer + tiny Llama model -> pretrain -> SFT -> reward model (from the simulated annotators' votes) -> DPO,
-PPO (with that reward model) and GRPO (verified answers) from the SFT model -> a reward-hacking run (a reward
-model from length-biased annotators, weak KL) traced checkpoint by checkpoint -> each method against SFT on
-held-out prompts, judged by the gold judge (alignkit eval) -> report.html. This module then scores every model's
-greedy answers with the gold judge per category and writes the results table: summary.md and results.json.
+PPO (with that reward model) and GRPO (verified answers, and the reward model where there is no answer to
+check) from the SFT model -> a reward-hacking run (a reward model from length-biased annotators, weak KL)
+traced checkpoint by checkpoint -> each method against SFT on held-out prompts, judged by the gold judge
+(alignkit eval) -> report.html. This module then scores every model's greedy answers with the gold judge per
+category and writes the results table: summary.md and results.json.
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ def _versus_sft(eval_dir: Path) -> dict:
 
 
 def _verified_before_after(grpo_dir: Path) -> dict | None:
-    """GRPO's own objective on held-out prompts: the share of greedy answers verified right at step 0 (the SFT
-    model) and at the end."""
-    values = [json.loads(line).get("eval/reward") for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
+    """GRPO's verifiable objective on held-out prompts: the share of greedy answers verified right at step 0
+    (the SFT model) and at the end (the `verified` term alone: the reward model scores the other prompts)."""
+    values = [json.loads(line).get("eval/rewards/verified")
+              for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
     values = [v for v in values if v is not None]
     return {"sft": values[0], "grpo": values[-1]} if len(values) >= 2 else None
 

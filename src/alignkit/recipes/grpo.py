@@ -194,6 +194,7 @@ def train_on(policy, optimizer, batch: Rollout, advantages: torch.Tensor, old_lo
 class RewardTerm:
     name: str
     weight: float
+    fallback: bool = False  # scores only the samples the other terms declined (RewardSpec.fallback)
     function: object = None  # (prompts, completions, **columns) -> list[float | None]
     model: torch.nn.Module | None = None  # a reward model scoring the rollout's token ids directly
 
@@ -203,11 +204,12 @@ def load_reward_terms(specs: list[RewardSpec], tokenizer, device) -> list[Reward
     terms = []
     for spec in specs:
         if spec.function is not None:
-            terms.append(RewardTerm(spec.function, spec.weight, function=load_reward_function(spec.function)))
+            terms.append(RewardTerm(spec.function, spec.weight, spec.fallback,
+                                    function=load_reward_function(spec.function)))
             continue
         if read_prm_info(spec.model) is not None:  # a PRM reads the completion's steps from its text
             reward = ProcessReward(spec.model, spec.reduce or "min", device=device)
-            terms.append(RewardTerm(f"prm:{spec.model}", spec.weight, function=reward))
+            terms.append(RewardTerm(f"prm:{spec.model}", spec.weight, spec.fallback, function=reward))
             continue
         if spec.reduce is not None:
             raise AlignkitError(f"reward model {spec.model} is not a process reward model (no prm.json): drop "
@@ -219,13 +221,14 @@ def load_reward_terms(specs: list[RewardSpec], tokenizer, device) -> list[Reward
             raise AlignkitError(f"reward model {spec.model} uses another tokenizer than the policy; it scores the "
                                 "policy's token ids as they are, so train it from the policy's tokenizer")
         model.requires_grad_(False)
-        terms.append(RewardTerm(f"model:{spec.model}", spec.weight, model=model.eval()))
+        terms.append(RewardTerm(f"model:{spec.model}", spec.weight, spec.fallback, model=model.eval()))
     return terms
 
 
 def score(terms: list[RewardTerm], rollout: Rollout, rows: list[dict], timeout_s: float | None
           ) -> tuple[torch.Tensor, dict[str, list], dict[str, int]]:
-    """Weighted total per sample ([N] float, NaN where any term failed), each term's scores, failure counts."""
+    """Weighted total per sample ([N] float, NaN where masked: compose.weighted_sum), each term's scores,
+    failure counts."""
     sources = [rows[i] for i in rollout.rows]
     prompts = [row["prompt"] for row in sources]
     keys = sorted({key for row in sources for key in row} - {"prompt"})
@@ -239,7 +242,8 @@ def score(terms: list[RewardTerm], rollout: Rollout, rows: list[dict], timeout_s
         else:
             fn = term.function
         functions.append((fn, term.weight))
-    totals, per_term, failures = weighted_sum(functions, prompts, rollout.texts, columns, timeout_s)
+    totals, per_term, failures = weighted_sum(functions, prompts, rollout.texts, columns, timeout_s,
+                                              fallback=[term.fallback for term in terms])
     rewards = torch.tensor([float("nan") if t is None else t for t in totals])
     return rewards, per_term, failures
 

@@ -2,8 +2,10 @@
 
 A failed reward is None, never 0: a function that raises or runs past its timeout gives None for every
 row of that call, a non-finite score gives None for its row, and a row with any None is masked out of the
-update (DESIGN section 1). Mistakes the user must fix (wrong output length, a bool or a string as a score,
-a missing module) are AlignkitErrors. Standard library only.
+update (DESIGN section 1). The one exception is a fallback term, which scores the rows that a primary term
+declined on purpose (returned None itself, as `verified` does for a prompt with no single answer).
+Mistakes the user must fix (wrong output length, a bool or a string as a score, a missing module) are
+AlignkitErrors. Standard library only.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import importlib
 import math
 import numbers
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable
 
 from alignkit.errors import AlignkitError
 from alignkit.rewards.rules import exact_match, repetition_penalty
@@ -86,7 +88,14 @@ def _call_with_timeout(fn: RewardFn, prompts, completions, columns, timeout_s: f
 
 def safe_call(fn: RewardFn, prompts: list[str], completions: list[str], columns: dict[str, list],
               timeout_s: float | None = None) -> tuple[list[float | None], int]:
-    """Scores from `fn`, and how many rows failed.
+    """Scores from `fn`, and how many rows failed (call_rows says which)."""
+    scores, failed = call_rows(fn, prompts, completions, columns, timeout_s)
+    return scores, sum(failed)
+
+
+def call_rows(fn: RewardFn, prompts: list[str], completions: list[str], columns: dict[str, list],
+              timeout_s: float | None = None) -> tuple[list[float | None], list[bool]]:
+    """Scores from `fn`, and for each row whether it failed.
 
     Failed rows are None and counted: every row when `fn` raises or runs past `timeout_s` seconds, one row
     for each NaN or infinity. A None that `fn` returns itself (e.g. exact_match on a row with no answer)
@@ -102,7 +111,7 @@ def safe_call(fn: RewardFn, prompts: list[str], completions: list[str], columns:
     except AlignkitError:
         raise
     except Exception:  # includes the TimeoutError of future.result
-        return [None] * len(completions), len(completions)
+        return [None] * len(completions), [True] * len(completions)
     if not isinstance(scores, (list, tuple)):
         raise AlignkitError(f"reward function {name!r} returned a {type(scores).__name__}; "
                             f"return a list of {len(completions)} floats (None for a row it cannot score)")
@@ -110,7 +119,7 @@ def safe_call(fn: RewardFn, prompts: list[str], completions: list[str], columns:
         raise AlignkitError(f"reward function {name!r} returned {len(scores)} scores for {len(completions)} "
                             "completions; return exactly one score (or None) per completion")
     out: list[float | None] = []
-    failures = 0
+    failed = [False] * len(scores)
     for row, score in enumerate(scores):
         if score is None:
             out.append(None)
@@ -120,37 +129,55 @@ def safe_call(fn: RewardFn, prompts: list[str], completions: list[str], columns:
                                 "(1.0/0.0, not True/False)")
         elif not math.isfinite(score):
             out.append(None)
-            failures += 1
+            failed[row] = True
         else:
             out.append(float(score))
-    return out, failures
+    return out, failed
 
 
 def weighted_sum(fns_and_weights: list[tuple[RewardFn, float]], prompts: list[str], completions: list[str],
-                 columns: dict[str, list], timeout_s: float | None = None,
+                 columns: dict[str, list], timeout_s: float | None = None, fallback: Sequence[bool] = (),
                  ) -> tuple[list[float | None], dict[str, list[float | None]], dict[str, int]]:
     """Per-row totals sum(weight * score), plus each function's scores and failure count, keyed by its
     name (a repeated name gets "#2", "#3"). A row's total is None when any function gave it None: the
-    sample is masked out rather than scored on the rewards that happened to work."""
+    sample is masked out rather than scored on the rewards that happened to work.
+
+    `fallback` marks functions (True at their index) that score only the rows a primary function declined:
+    returned None itself, not by failing. Such a row's total is the sum of the fallback terms alone, as
+    DeepSeek-R1 scored with rules where an answer can be checked and with a reward model elsewhere. A
+    failure of any primary term on a row, or a None from a fallback term where it is needed, still masks
+    the row."""
     if len(prompts) != len(completions):
         raise AlignkitError(f"{len(prompts)} prompts for {len(completions)} completions; pass one prompt "
                             "per completion (repeat each prompt for its group)")
+    is_fallback = list(fallback) or [False] * len(fns_and_weights)
+    if len(is_fallback) != len(fns_and_weights):
+        raise AlignkitError(f"{len(is_fallback)} fallback flags for {len(fns_and_weights)} reward functions")
+    if is_fallback and all(is_fallback):
+        raise AlignkitError("every reward is a fallback: mark the ones that score first as not fallback")
     per_function: dict[str, list[float | None]] = {}
     failures: dict[str, int] = {}
-    weighted: list[tuple[float, list[float | None]]] = []
-    for fn, weight in fns_and_weights:
+    primary: list[tuple[float, list[float | None], list[bool]]] = []
+    backup: list[tuple[float, list[float | None]]] = []
+    for (fn, weight), as_fallback in zip(fns_and_weights, is_fallback):
         name, copy = reward_name(fn), 1
         while name in per_function:
             copy += 1
             name = f"{reward_name(fn)}#{copy}"
-        scores, failed = safe_call(fn, prompts, completions, columns, timeout_s)
-        per_function[name], failures[name] = scores, failed
-        weighted.append((weight, scores))
+        scores, failed = call_rows(fn, prompts, completions, columns, timeout_s)
+        per_function[name], failures[name] = scores, sum(failed)
+        if as_fallback:
+            backup.append((weight, scores))
+        else:
+            primary.append((weight, scores, failed))
     totals: list[float | None] = []
     for row in range(len(completions)):
-        row_scores = [(weight, scores[row]) for weight, scores in weighted]
-        if any(score is None for _, score in row_scores):
+        terms = [(weight, scores[row]) for weight, scores, _ in primary]
+        declined = any(score is None for _, score in terms)
+        if declined and backup and not any(failed[row] for _, _, failed in primary):
+            terms = [(weight, scores[row]) for weight, scores in backup]
+        if any(score is None for _, score in terms):
             totals.append(None)
         else:
-            totals.append(sum(weight * score for weight, score in row_scores))
+            totals.append(sum(weight * score for weight, score in terms))
     return totals, per_function, failures
