@@ -4,13 +4,13 @@
     python benchmarks/malloc.py --demo runs/demo [--steps 100] [--rounds 2]
     python benchmarks/malloc.py --size 40m           # one training step of a bigger model instead
 
-With --demo it reruns the demo's SFT, reward and DPO stages (their saved config.yaml) for --steps steps, each once with
-ALIGNKIT_TCMALLOC=0 and once with tcmalloc preloaded, alternating over --rounds rounds so that a machine that
-warms up or slows down favours neither, in separate folders under benchmarks/.work/. Prints the training
-seconds of each run (from the command's "done: N steps in S s" line) and the median of each allocator. With
---size it times a forward, backward and AdamW step of a randomly initialised model of that size (vocabulary
-16,384, batch 8 x 256 tokens, 2 threads; the median of 5 steps after one warm-up) in a fresh process per run. A
-benchmark, not a test: numbers depend on the machine. Results go in docs/benchmarks.md.
+With --demo it reruns the demo's SFT, reward and DPO stages (their saved config.yaml) for --steps steps, each
+once with ALIGNKIT_TCMALLOC=0 and once with tcmalloc preloaded, alternating over --rounds rounds so that a
+machine that warms up or slows down favours neither, in separate folders under benchmarks/.work/. Prints the
+training seconds of each run (from the command's "done: N steps in S s" line) and the median of each
+allocator. With --size it times a forward, backward and AdamW step of a randomly initialised model of that
+size (vocabulary 16,384, batch 8 x 256 tokens, 2 threads; the median of 5 steps after one warm-up) in a fresh
+process per run. A benchmark, not a test: numbers depend on the machine. Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alignkit.config import recipe_of
 from alignkit.malloc import tcmalloc_to_preload
 
 WORK = Path(__file__).resolve().parent / ".work" / "malloc"
@@ -49,12 +50,8 @@ print(statistics.median(seconds[1:]))
 def train_seconds(stage_dir: Path, name: str, steps: int, env: dict) -> float:
     """Rerun a finished stage's config for `steps` steps under `env`; its training seconds."""
     config = stage_dir / "config.yaml"
-    recipe = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
-                   if line.startswith("recipe:")), None)
-    if recipe is None:
-        raise SystemExit(f"{config} names no recipe")
-    command = [sys.executable, "-m", "alignkit", recipe, str(config), f"output_dir={WORK}", f"name={name}",
-               f"train.max_steps={steps}", "train.eval_every=0", "train.save_every=0"]
+    command = [sys.executable, "-m", "alignkit", recipe_of(config), str(config), f"output_dir={WORK}",
+               f"name={name}", f"train.max_steps={steps}", "train.eval_every=0", "train.save_every=0"]
     out = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     match = DONE.search(out.stdout + out.stderr)
     if out.returncode != 0 or match is None:
@@ -63,7 +60,8 @@ def train_seconds(stage_dir: Path, name: str, steps: int, env: dict) -> float:
 
 
 def step_seconds(size: str, env: dict) -> float:
-    out = subprocess.run([sys.executable, "-c", ONE_STEP, size], check=True, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", ONE_STEP, size], check=True, env=env, capture_output=True,
+                         text=True)
     return float(out.stdout.split()[-1])
 
 
@@ -88,8 +86,9 @@ def main() -> None:
         seconds: dict[str, list[float]] = {"glibc": [], "tcmalloc": []}
         for round_ in range(args.rounds):
             for label, env in (("glibc", plain), ("tcmalloc", fast)):
+                name = f"{stage}_{label}_{round_}"
                 seconds[label].append(step_seconds(args.size, env) if args.size else
-                                      train_seconds(args.demo / stage, f"{stage}_{label}_{round_}", args.steps, env))
+                                      train_seconds(args.demo / stage, name, args.steps, env))
         glibc, tc = statistics.median(seconds["glibc"]), statistics.median(seconds["tcmalloc"])
         print(f"{stage:8s} glibc {' '.join(f'{s:5.1f}' for s in seconds['glibc'])} s   "
               f"tcmalloc {' '.join(f'{s:5.1f}' for s in seconds['tcmalloc'])} s   "

@@ -1,7 +1,8 @@
-"""tcmalloc for the `alignkit` command: glibc's malloc is slow to hand back the large, short-lived tensors of a
-training step (logits above all), and TCMalloc (Google's allocator, Debian package libtcmalloc-minimal4) is
-faster at it. An allocator can only be swapped before a process starts, so the command re-runs itself once with
-LD_PRELOAD naming the library, as PyTorch's own CPU launcher (torch.backends.xeon.run_cpu) does on request.
+"""tcmalloc for the `alignkit` command: glibc's malloc is slow to hand back the large, short-lived tensors
+of a training step (logits above all), and TCMalloc (Google's allocator, Debian package libtcmalloc-minimal4)
+is faster at it. An allocator can only be swapped before a process starts, so the command re-runs itself once
+with LD_PRELOAD naming the library, as PyTorch's own CPU launcher (torch.backends.xeon.run_cpu) does
+on request.
 
 Nothing happens off Linux, when the library is not installed, when LD_PRELOAD is already set (by the user, or
 by this re-run), or with ALIGNKIT_TCMALLOC=0. Results are the same either way: only allocation changes.
@@ -34,11 +35,12 @@ def tcmalloc_to_preload(env: Mapping[str, str], platform: str = sys.platform,
 
 
 def rerun_with_tcmalloc() -> None:
-    """Replace this process with the same command line, tcmalloc preloaded; return if there is nothing to do."""
+    """Replace this process with the same command line, tcmalloc preloaded; return when there is nothing
+    to do."""
     library = tcmalloc_to_preload(os.environ)
     if library is None:
         return
-    # argv[0] as sys.executable: a venv's python finds its packages through the path it was started by
     # tcmalloc reports every allocation over 1 GiB on stderr unless told otherwise
     env = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 62), **os.environ, "LD_PRELOAD": library}
+    # argv[0] as sys.executable: a venv's python finds its packages through the path it was started by
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

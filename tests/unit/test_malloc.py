@@ -17,7 +17,8 @@ def libdir(tmp_path):
 
 
 def test_preloads_the_first_library_found(tmp_path, libdir):
-    assert tcmalloc_to_preload({}, "linux", [tmp_path / "missing", libdir]) == str(libdir / "libtcmalloc_minimal.so.4")
+    found = tcmalloc_to_preload({}, "linux", [tmp_path / "missing", libdir])
+    assert found == str(libdir / "libtcmalloc_minimal.so.4")
 
 
 def test_full_tcmalloc_counts_too(tmp_path):
